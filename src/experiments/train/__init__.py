@@ -1,0 +1,20 @@
+"""Fine-tuning: pick the backend, in this process or under ``accelerate launch`` for N processes."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+
+def train(cfg, run_dir: Path) -> Dict[str, Any]:
+    """Run the configured training; returns the run's metrics (also written to ``metrics.json``)."""
+    from experiments.launch import in_distributed_worker, launch_workers
+
+    if cfg.trainer.num_processes > 1 and not in_distributed_worker():
+        return launch_workers(cfg, run_dir)
+    if cfg.trainer.backend == "hf_trainer":
+        from experiments.train.hf_trainer import run as run_hf
+
+        return run_hf(cfg, run_dir)
+    from experiments.train.loop import run as run_loop
+
+    return run_loop(cfg, run_dir)

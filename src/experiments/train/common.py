@@ -1,0 +1,88 @@
+"""What both training backends share: build tokenizer, data, model and metric function from a config."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from experiments.errors import ExperimentError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Experiment:
+    tokenizer: Any
+    data: Any  # ClassificationData
+    collator: Any
+    model_dir: Path
+    compute_metrics: Callable[[Any, Any], Dict[str, float]]
+
+    def new_model(self, cfg):
+        from experiments.modeling import load_sequence_classifier
+
+        return load_sequence_classifier(self.model_dir, cfg.model, num_labels=self.data.num_labels,
+                                        id2label=self.data.id2label, is_regression=self.data.is_regression,
+                                        pad_token_id=self.tokenizer.pad_token_id)
+
+
+def build_experiment(cfg, main_process_first=None) -> Experiment:
+    """Resolve the model, load the tokenizer, load + tokenize the data (main process first), pick metrics."""
+    import contextlib
+
+    from experiments import metrics as metric_modules
+    from experiments.data.prepare import build_classification_data, build_collator
+    from experiments.data.sources import load_raw
+    from experiments.modeling import load_tokenizer, resolve
+
+    if cfg.model.gguf_file:
+        raise ExperimentError("GGUF checkpoints load for inference only; fine-tune a safetensors checkpoint")
+    model_dir = resolve(cfg.model, cfg.paths.mirror).path
+    tokenizer = load_tokenizer(model_dir, cfg.tokenizer, cfg.model, cfg.paths.mirror)
+    guard = main_process_first() if main_process_first else contextlib.nullcontext()
+    with guard:
+        raw = load_raw(cfg.dataset, cfg.paths.mirror)
+        data = build_classification_data(raw, tokenizer, cfg.dataset, cfg.tokenizer)
+    compute = metric_modules.for_classification(cfg.dataset.metric, cfg.dataset.metric_config,
+                                                data.num_labels, data.is_regression)
+    return Experiment(tokenizer, data, build_collator(tokenizer, cfg.collator, cfg.tokenizer), model_dir, compute)
+
+
+def best_metric_key(cfg, eval_metrics: Dict[str, float]) -> str:
+    key = cfg.trainer.metric_for_best
+    if key:
+        key = key if key.startswith("eval_") else f"eval_{key}"
+        if key not in eval_metrics:
+            raise ExperimentError(f"trainer.metric_for_best '{key}' is not an eval metric ({', '.join(eval_metrics)})")
+        return key
+    preferred = [k for k in eval_metrics if k not in ("eval_loss", "eval_runtime_s", "eval_samples_per_second")]
+    return preferred[0] if preferred else "eval_loss"
+
+
+def is_better(cfg, key: str, value: float, best: Optional[float]) -> bool:
+    if best is None:
+        return True
+    higher = cfg.trainer.greater_is_better and key != "eval_loss"
+    return value > best if higher else value < best
+
+
+def run_name(cfg, overrides: Optional[List[str]] = None) -> str:
+    """A readable name from the overrides (``model=bert,trainer.lr=3e-5``) or model + dataset."""
+    if cfg.logger.run_name:
+        return cfg.logger.run_name
+    if overrides:
+        name = ",".join(o for o in overrides if not o.startswith(("hydra.", "logger.", "paths.")))
+        if name:
+            return re.sub(r"[^\w.,=+-]", "_", name)[:120]
+    return f"{cfg.model.name}-{cfg.dataset.name}"
+
+
+def hydra_overrides() -> List[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:
+        return []

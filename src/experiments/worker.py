@@ -1,0 +1,32 @@
+"""One rank of a multi-process run: ``python -m experiments.worker <run dir>`` (started by accelerate launch)."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    run_dir = Path(argv[0])
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"[rank {rank}][%(name)s][%(levelname)s] %(message)s",
+                        handlers=[logging.StreamHandler(), *( [logging.FileHandler(run_dir / "run.log")] if rank == 0 else [])])
+    from experiments.errors import ExperimentError
+    from experiments.runs import load_run_config
+    from experiments.train import train
+
+    try:
+        train(load_run_config(run_dir), run_dir)
+    except ExperimentError as exc:
+        if rank == 0:
+            (run_dir / "error.txt").write_text(str(exc) + "\n")
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
