@@ -84,8 +84,7 @@ def run_job(cfg) -> Optional[float]:
 
 def _remove_if_empty_run(run_dir: Path) -> None:
     """A run that failed on bad input leaves no half-written directory (only Hydra's own files there)."""
-    keep = {".hydra", "config.yaml", "run.log", f"{Path(sys.argv[0]).stem}.log"}
-    if run_dir.is_dir() and all(p.name in keep for p in run_dir.iterdir()):
+    if run_dir.is_dir() and all(p.name in (".hydra", "config.yaml") or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
         parent = run_dir.parent
         if parent.is_dir() and not any(parent.iterdir()):

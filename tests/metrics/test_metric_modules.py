@@ -9,17 +9,18 @@ import sys
 import textwrap
 from pathlib import Path
 
-for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
-    os.environ.setdefault(_var, "1")
-
 import numpy as np
 import pytest
-import scipy.stats
 import sacrebleu
+import scipy.stats
 from rouge_score import rouge_scorer
 from sklearn import metrics as skm
 
 from experiments import metrics
+
+# `evaluate` is imported lazily by the tests, so this still takes effect when the file runs alone.
+for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
+    os.environ.setdefault(_var, "1")
 
 GLUE_KEYS = {
     "mrpc": {"accuracy", "f1"},
@@ -68,14 +69,27 @@ def labels(rng: np.random.Generator, num_labels: int, n: int = 64) -> tuple[np.n
 
 def test_available_lists_every_module() -> None:
     assert metrics.available() == sorted(
-        ["accuracy", "chrf", "f1", "glue", "matthews_correlation", "pearsonr", "rouge", "sacrebleu", "spearmanr", "squad"]
+        [
+            "accuracy",
+            "chrf",
+            "f1",
+            "glue",
+            "matthews_correlation",
+            "pearsonr",
+            "rouge",
+            "sacrebleu",
+            "spearmanr",
+            "squad",
+        ]
     )
     for name in metrics.available():
         assert (metrics.METRICS_DIR / name / f"{name}.py").is_file()
 
 
 def test_package_import_does_not_import_evaluate() -> None:
-    code = "import sys, experiments.metrics; assert 'evaluate' not in sys.modules, 'evaluate imported eagerly'"
+    code = (
+        "import sys, experiments.metrics; assert 'evaluate' not in sys.modules, 'evaluate imported eagerly'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -220,7 +234,7 @@ def test_squad_averages_over_questions_and_unanswered_score_zero() -> None:
 def test_rouge_matches_rouge_score(use_stemmer: bool) -> None:
     types = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
     scorer = rouge_scorer.RougeScorer(types, use_stemmer=use_stemmer)
-    scores = [scorer.score(ref, pred) for ref, pred in zip(REFERENCES, SUMMARIES)]
+    scores = [scorer.score(ref, pred) for ref, pred in zip(REFERENCES, SUMMARIES, strict=True)]
     rouge = metrics.load("rouge")
     result = rouge.compute(predictions=SUMMARIES, references=REFERENCES, use_stemmer=use_stemmer)
     assert result == {t: pytest.approx(np.mean([s[t].fmeasure for s in scores])) for t in types}
@@ -232,14 +246,18 @@ def test_rouge_matches_rouge_score(use_stemmer: bool) -> None:
 
 def test_rouge_multiple_references_use_score_multi() -> None:
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"])
-    refs = [list(pair) for pair in zip(REFERENCES, ALT_REFERENCES)]
-    expected = [scorer.score_multi(r, p) for r, p in zip(refs, SUMMARIES)]
-    result = metrics.load("rouge").compute(predictions=SUMMARIES, references=refs, rouge_types=["rouge1", "rougeL"])
-    assert result == {t: pytest.approx(np.mean([s[t].fmeasure for s in expected])) for t in ("rouge1", "rougeL")}
+    refs = [list(pair) for pair in zip(REFERENCES, ALT_REFERENCES, strict=True)]
+    expected = [scorer.score_multi(r, p) for r, p in zip(refs, SUMMARIES, strict=True)]
+    result = metrics.load("rouge").compute(
+        predictions=SUMMARIES, references=refs, rouge_types=["rouge1", "rougeL"]
+    )
+    assert result == {
+        t: pytest.approx(np.mean([s[t].fmeasure for s in expected])) for t in ("rouge1", "rougeL")
+    }
 
 
 def test_sacrebleu_matches_corpus_bleu() -> None:
-    refs = [list(pair) for pair in zip(REFERENCES, ALT_REFERENCES)]
+    refs = [list(pair) for pair in zip(REFERENCES, ALT_REFERENCES, strict=True)]
     expected = sacrebleu.corpus_bleu(SUMMARIES, [REFERENCES, ALT_REFERENCES])
     result = metrics.load("sacrebleu").compute(predictions=SUMMARIES, references=refs)
     assert result == {
@@ -254,24 +272,35 @@ def test_sacrebleu_matches_corpus_bleu() -> None:
 
 
 def test_sacrebleu_options_and_single_references() -> None:
-    expected = sacrebleu.corpus_bleu(SUMMARIES, [REFERENCES], lowercase=True, smooth_method="floor", tokenize="intl")
+    expected = sacrebleu.corpus_bleu(
+        SUMMARIES, [REFERENCES], lowercase=True, smooth_method="floor", tokenize="intl"
+    )
     bleu = metrics.load("sacrebleu")
     kwargs = {"lowercase": True, "smooth_method": "floor", "tokenize": "intl"}
     assert bleu.compute(predictions=SUMMARIES, references=REFERENCES, **kwargs)["score"] == pytest.approx(
         expected.score
     )
     with pytest.raises(ValueError, match="same number of references"):
-        bleu.compute(predictions=SUMMARIES[:2], references=[[REFERENCES[0]], [REFERENCES[1], ALT_REFERENCES[1]]])
+        bleu.compute(
+            predictions=SUMMARIES[:2], references=[[REFERENCES[0]], [REFERENCES[1], ALT_REFERENCES[1]]]
+        )
 
 
 @pytest.mark.parametrize("word_order, beta", [(0, 2), (2, 2), (2, 1)])
 def test_chrf_matches_sacrebleu(word_order: int, beta: int) -> None:
-    refs = [list(pair) for pair in zip(REFERENCES, ALT_REFERENCES)]
+    refs = [list(pair) for pair in zip(REFERENCES, ALT_REFERENCES, strict=True)]
     expected = sacrebleu.metrics.CHRF(word_order=word_order, beta=beta).corpus_score(
         SUMMARIES, [REFERENCES, ALT_REFERENCES]
     )
-    result = metrics.load("chrf").compute(predictions=SUMMARIES, references=refs, word_order=word_order, beta=beta)
-    assert result == {"score": pytest.approx(expected.score), "char_order": 6, "word_order": word_order, "beta": beta}
+    result = metrics.load("chrf").compute(
+        predictions=SUMMARIES, references=refs, word_order=word_order, beta=beta
+    )
+    assert result == {
+        "score": pytest.approx(expected.score),
+        "char_order": 6,
+        "word_order": word_order,
+        "beta": beta,
+    }
 
 
 def test_evaluate_combine_over_local_modules(rng: np.random.Generator) -> None:
@@ -344,7 +373,9 @@ def test_concurrent_processes_from_another_directory(tmp_path: Path) -> None:
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HOME": str(tmp_path / "hf")}
     env.pop("PYTHONPATH", None)
     procs = [
-        subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outputs = [proc.communicate(timeout=120)[0] for proc in procs]

@@ -108,7 +108,9 @@ class DatasetConfig:
     hub_config: Optional[str] = None
     mirror_subdir: Optional[str] = None  # folder below paths.mirror holding this dataset's files
     package: Optional[str] = None  # installed package shipping the rows
-    data_files: Dict[str, str] = field(default_factory=dict)  # split -> path, for csv/json/parquet
+    # split -> path for csv/json/parquet (other split names: +dataset.data_files.<split>=path)
+    data_files: Dict[str, Optional[str]] = field(
+        default_factory=lambda: {"train": None, "validation": None, "test": None})
     text_column: str = "sentence"
     text_pair_column: Optional[str] = None
     label_column: str = "label"
@@ -126,6 +128,11 @@ class DatasetConfig:
     num_proc: int = 1  # Dataset.map workers
     encoding: Optional[str] = None  # for csv/json/text files (e.g. latin-1)
 
+    @property
+    def files(self) -> Dict[str, str]:
+        """``data_files`` without the unset splits."""
+        return {split: path for split, path in self.data_files.items() if path}
+
     def __post_init__(self) -> None:
         _one_of("dataset.loader", self.loader, DATASET_LOADERS)
         _one_of("dataset.problem_type", self.problem_type, PROBLEM_TYPES)
@@ -134,7 +141,7 @@ class DatasetConfig:
         _positive("dataset.max_train_samples", self.max_train_samples)
         _positive("dataset.max_eval_samples", self.max_eval_samples)
         _positive("dataset.num_proc", self.num_proc, allow_none=False)
-        if self.loader in ("csv", "json", "parquet", "jsonl", "text") and not self.data_files:
+        if self.loader in ("csv", "json", "parquet", "jsonl", "text") and not self.files:
             raise ConfigValueError("dataset.data_files", f"loader '{self.loader}' needs data_files (split: path)")
 
 
@@ -230,6 +237,21 @@ class PathsConfig:
     cache_dir: Optional[str] = None  # datasets cache (None: the HF default)
 
 
+INFER_TASKS = (
+    "feature-extraction",
+    "fill-mask",
+    "question-answering",
+    "text-classification",
+    "sentiment-analysis",
+    "summarization",
+    "text-generation",
+    "translation",
+    "zero-shot-classification",
+)
+TASK_METHODS = ("nli", "embedding", "seq2seq", "causal")
+POOLINGS = ("none", "mean", "cls")
+
+
 @dataclass
 class InferenceConfig:
     """Inference settings (``mode=infer``)."""
@@ -239,21 +261,69 @@ class InferenceConfig:
     split: Optional[str] = None  # dataset split to run on (None: dataset.eval_split)
     inputs: List[Any] = field(default_factory=list)  # inputs given on the command line
     input_file: Optional[str] = None  # txt / jsonl / csv
+    text_column: Optional[str] = None  # jsonl/csv column holding the input (None: text, sentence, input, ...)
+    reference_column: Optional[str] = None  # jsonl/csv column holding the expected output (None: label, ...)
     max_samples: Optional[int] = None
     sort_by_length: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    options: Dict[str, Any] = field(default_factory=dict)  # task options (top_k, max_new_tokens, …)
+    num_threads: Optional[int] = None  # torch intra-op threads (None: torch's default)
+    progress: bool = True  # progress bar over the batches
+    options: Dict[str, Any] = field(default_factory=dict)  # extra generate() keyword arguments
 
     def __post_init__(self) -> None:
         _one_of("inference.path", self.path, ("pipeline", "manual"))
         _positive("inference.batch_size", self.batch_size, allow_none=False)
         _positive("inference.max_samples", self.max_samples)
+        _positive("inference.num_threads", self.num_threads)
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or str(self.device).startswith("cuda:")):
+            raise ConfigValueError("inference.device", f"{self.device!r} is not allowed (auto, cpu, cuda, cuda:N, mps)")
 
 
 @dataclass
 class TaskConfig:
+    """What the model is asked to do; the options of tasks other than ``name`` are ignored."""
+
     name: str = "text-classification"
+    method: Optional[str] = None  # zero-shot: nli | embedding; summarization/translation: seq2seq | causal
+    top_k: Optional[int] = None  # labels / mask fillers / answers per input (None: the task's default)
+    max_length: Optional[int] = None  # input tokens (None: tokenizer.max_length)
+    # zero-shot-classification
+    candidate_labels: List[str] = field(default_factory=list)  # empty: the dataset's label names
+    hypothesis_template: str = "This example is {}."
+    multi_label: bool = False
+    # feature-extraction (and embedding zero-shot)
+    pooling: str = "none"  # none: one vector per token (pipeline shape) | mean | cls
+    normalize: bool = False  # L2-normalise pooled vectors
+    # question-answering
+    doc_stride: int = 128
+    max_answer_len: int = 15
+    max_question_len: int = 64
+    handle_impossible_answer: bool = False
+    # generation: text-generation, summarization, translation
+    source_lang: Optional[str] = None
+    target_lang: Optional[str] = None
+    prefix: Optional[str] = None  # seq2seq input prefix (None: the model's task_specific_params, else "")
+    prompt: Optional[str] = None  # causal-model template with {text} (and {source}, {target})
+    chat: Optional[bool] = None  # wrap prompts in the chat template (None: when the tokenizer has one)
+    max_new_tokens: int = 32
+    min_new_tokens: Optional[int] = None
+    num_beams: int = 1
+    do_sample: bool = False
     options: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _one_of("task.name", self.name, INFER_TASKS)
+        if self.method is not None:
+            _one_of("task.method", self.method, TASK_METHODS)
+        _one_of("task.pooling", self.pooling, POOLINGS)
+        for key in ("top_k", "max_length"):
+            _positive(f"task.{key}", getattr(self, key))
+        for key in ("doc_stride", "max_answer_len", "max_question_len", "max_new_tokens", "num_beams"):
+            _positive(f"task.{key}", getattr(self, key), allow_none=False)
+        if "{}" not in self.hypothesis_template:
+            raise ConfigValueError("task.hypothesis_template", "must contain {} where the label goes")
+        if self.prompt is not None and "{text}" not in self.prompt:
+            raise ConfigValueError("task.prompt", "must contain {text} where the input goes")
 
 
 @dataclass

@@ -37,7 +37,7 @@ def _schema_fields(dotted: str) -> Optional[List[str]]:
 def describe(exc: BaseException) -> str:
     """One line saying what is wrong with the config and what is allowed."""
     from hydra.errors import MissingConfigException
-    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, ValidationError
 
     cause = exc
     while cause.__cause__ is not None and not isinstance(cause, (MissingConfigException,)):
@@ -56,8 +56,9 @@ def describe(exc: BaseException) -> str:
             return f"unknown {group} option '{option}' (choose from: {', '.join(available_options(group))})"
         return text.splitlines()[0]
     full_key = getattr(cause, "full_key", None)
-    if isinstance(cause, ConfigKeyError) or "not in struct" in text:
-        key = full_key or _first_quoted(text)
+    overridden = re.search(r"Could not override '([^']+)'", str(exc))
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) or "not in struct" in text:
+        key = (overridden.group(1) if overridden else None) or full_key or _first_quoted(text)
         parent = key.rsplit(".", 1)[0] if key and "." in key else ""
         allowed = _schema_fields(parent)
         hint = f" (allowed keys in '{parent or 'config'}': {', '.join(allowed)})" if allowed else ""

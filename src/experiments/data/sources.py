@@ -32,23 +32,9 @@ GLUE_LAYOUTS: Dict[str, dict] = {
 }
 
 
-def _read_table(path: Path, *, sep: str = "\t", encoding: str = "utf-8", quoting: int = csv.QUOTE_MINIMAL,
-                header: Optional[int] = 0, names: Optional[List[str]] = None):
-    import pandas as pd
-
-    try:
-        return pd.read_csv(path, sep=sep, encoding=encoding, quoting=quoting, header=header, names=names,
-                           dtype=str, keep_default_na=False, on_bad_lines="error", engine="python" if sep != "," else "c")
-    except FileNotFoundError:
-        raise DataError(f"missing file: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid {encoding} text ({exc.reason} at byte {exc.start}); set dataset.encoding") from None
-    except Exception as exc:  # pandas ParserError and friends: name the file and the row
-        raise DataError(f"malformed rows in {path}: {str(exc).strip().splitlines()[-1]}") from None
-
-
 def load_glue_tsv(cfg: DatasetConfig, source: Resolved):
-    from datasets import ClassLabel, Dataset, DatasetDict, Value
+    """Raw GLUE TSVs through the ``datasets`` csv builder (arrow-cached, so ``map`` results are cached too)."""
+    from datasets import ClassLabel, DatasetDict, Value
 
     layout = GLUE_LAYOUTS.get(cfg.hub_config or cfg.name)
     if layout is None:
@@ -57,43 +43,32 @@ def load_glue_tsv(cfg: DatasetConfig, source: Resolved):
     splits = {}
     for split, default_files in _GLUE_SPLIT_FILES.items():
         names = layout.get("files", {}).get(split, default_files)
-        files = [source.path / n for n in names if (source.path / n).exists()]
+        files = [str(source.path / n) for n in names if (source.path / n).exists()]
         if split == "train" and "files" in layout and (source.path / "train.tsv").exists():
-            files = [source.path / "train.tsv"]
+            files = [str(source.path / "train.tsv")]
         if not files:
             continue
-        import pandas as pd
-
-        is_test = split == "test"
-        header = 0 if (is_test or layout.get("header", 0) == 0) else None
-        frames = [
-            _read_table(f, encoding=layout["encoding"], quoting=layout["quoting"], header=header,
-                        names=None if header == 0 else layout.get("names"))
-            for f in files
-        ]
-        frame = pd.concat(frames, ignore_index=True).rename(columns=layout["rename"])
-        if "label" not in frame.columns:
-            frame["label"] = "-1"
-        missing = [c for c in layout["columns"] if c not in frame.columns]
+        headerless = split != "test" and layout.get("header", 0) is None
+        options = dict(sep="\t", quoting=layout["quoting"], encoding=layout["encoding"], keep_default_na=False,
+                       **({"header": None, "names": layout["names"]} if headerless else {}))
+        ds = _load_builder("csv", {split: files}, cfg, **options)[split]
+        ds = ds.rename_columns({k: v for k, v in layout["rename"].items() if k in ds.column_names})
+        if "label" not in ds.column_names:
+            ds = ds.add_column("label", [-1] * len(ds))
+        missing = [c for c in layout["columns"] if c not in ds.column_names]
         if missing:
-            raise DataError(f"{files[0]}: missing columns {missing} (found: {list(frame.columns)})")
-        frame = frame[layout["columns"]].copy()
+            raise DataError(f"{files[0]}: missing columns {missing} (found: {ds.column_names})")
+        ds = ds.select_columns(layout["columns"])
         try:
-            frame["label"] = frame["label"].astype(float if layout.get("float_label") else int)
+            ds = ds.cast_column("label", Value("float32" if layout.get("float_label") else "int64"))
         except ValueError as exc:
-            raise DataError(f"{files[0]}: non-numeric label ({exc})") from None
-        frame["idx"] = range(len(frame))
-        splits[split] = Dataset.from_pandas(frame, preserve_index=False)
+            raise DataError(f"{files[0]}: non-numeric label ({str(exc).splitlines()[0][:120]})") from None
+        if cfg.label_names and not layout.get("float_label") and split != "test":
+            ds = ds.cast_column("label", ClassLabel(names=list(cfg.label_names)))
+        splits[split] = ds.add_column("idx", list(range(len(ds))))
     if "train" not in splits:
         raise DataError(f"no train.tsv in {source.path}")
-    dataset = DatasetDict(splits)
-    if cfg.label_names and not layout.get("float_label"):
-        labelled = {k: v for k, v in dataset.items() if k != "test"}
-        for name, ds in labelled.items():
-            dataset[name] = ds.cast_column("label", ClassLabel(names=list(cfg.label_names)))
-    elif layout.get("float_label"):
-        dataset = dataset.cast_column("label", Value("float32"))
-    return dataset
+    return DatasetDict(splits)
 
 
 def load_parquet(cfg: DatasetConfig, source: Resolved):
@@ -175,7 +150,7 @@ def load_parallel_text(cfg: DatasetConfig, source: Resolved):
 
     langs = [c for c in (cfg.text_column, cfg.label_column) if c]
     splits: Dict[str, object] = {}
-    for split, stem in cfg.data_files.items():
+    for split, stem in cfg.files.items():
         columns = {}
         for lang in langs:
             path = _locate(source, f"{stem}.{lang}")
@@ -200,7 +175,7 @@ def _locate(source: Resolved, name: str) -> Path:
 
 def _split_files(cfg: DatasetConfig, source: Resolved, suffixes) -> Dict[str, str]:
     """``dataset.data_files`` made absolute (relative names are looked up in the resolved folder)."""
-    files = dict(cfg.data_files)
+    files = dict(cfg.files)
     if not files and source.path is not None and suffixes:
         for split, stem in (("train", "train"), ("validation", "validation"), ("validation", "dev"), ("test", "test")):
             for suffix in suffixes:
@@ -220,13 +195,10 @@ def _split_files(cfg: DatasetConfig, source: Resolved, suffixes) -> Dict[str, st
     return out
 
 
-def _load_builder(builder: str, files: Dict[str, str], cfg: DatasetConfig):
+def _load_builder(builder: str, files: Dict[str, object], cfg: DatasetConfig, **kwargs):
     from datasets import load_dataset
 
-    kwargs = {}
-    if builder == "csv" and cfg.encoding:
-        kwargs["encoding"] = cfg.encoding
-    if builder == "json" and cfg.encoding:
+    if builder in ("csv", "json") and cfg.encoding and "encoding" not in kwargs:
         kwargs["encoding"] = cfg.encoding
     try:
         dataset = load_dataset(builder, data_files=files, **kwargs)
@@ -235,7 +207,7 @@ def _load_builder(builder: str, files: Dict[str, str], cfg: DatasetConfig):
         detail = message[-1] if message else type(exc).__name__
         if exc.__cause__ is not None and str(exc.__cause__).strip():
             detail = str(exc.__cause__).strip().splitlines()[-1]
-        raise DataError(f"cannot read {builder} files {sorted(files.values())}: {detail[:200]}") from None
+        raise DataError(f"cannot read {builder} files {sorted(map(str, files.values()))}: {detail[:200]}") from None
     for split, ds in dataset.items():
         if len(ds) == 0:
             raise DataError(f"split '{split}' ({files.get(split)}) has no rows")
@@ -259,7 +231,7 @@ LOADERS: Dict[str, Callable] = {
 
 def load_raw(cfg: DatasetConfig, mirror: Optional[str]):
     """The dataset's splits with hub column names, from the first place that has it."""
-    if cfg.loader in ("csv", "json", "jsonl", "text", "parquet") and cfg.data_files and not cfg.mirror_subdir:
+    if cfg.loader in ("csv", "json", "jsonl", "text", "parquet") and cfg.files and not cfg.mirror_subdir:
         source = Resolved(None, "local", ["data_files"])
     else:
         source = resolve_dataset(cfg.hub_id, mirror=mirror, mirror_subdir=cfg.mirror_subdir,

@@ -79,7 +79,9 @@ class ChrF(evaluate.Metric):
             # Single-reference inputs are tried first, then lists of references.
             features=[
                 datasets.Features({"predictions": text, "references": text}),
-                datasets.Features({"predictions": text, "references": datasets.Sequence(text, id="references")}),
+                datasets.Features(
+                    {"predictions": text, "references": datasets.Sequence(text, id="references")}
+                ),
             ],
             codebase_urls=["https://github.com/mjpost/sacreBLEU#chrf--chrf"],
             reference_urls=["https://github.com/m-popovic/chrF"],

@@ -6,8 +6,9 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 _DESCRIPTION = """\
-The F1 score is the harmonic mean of precision and recall: F1 = 2 * (precision * recall) / (precision + recall).
-Binary by default; pass `average` for multiclass inputs, or use the `multilabel` config for label vectors.
+The F1 score is the harmonic mean of precision and recall:
+F1 = 2 * (precision * recall) / (precision + recall). Binary by default; pass `average` for multiclass
+inputs, or use the `multilabel` config for label vectors.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -57,13 +58,26 @@ class F1(evaluate.Metric):
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features({"predictions": label, "references": label}),
-            reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"],
+            reference_urls=[
+                "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"
+            ],
         )
 
     def _compute(
-        self, predictions, references, labels=None, pos_label=1, average: str | None = "binary", sample_weight=None
+        self,
+        predictions,
+        references,
+        labels=None,
+        pos_label=1,
+        average: str | None = "binary",
+        sample_weight=None,
     ) -> dict:
         score = f1_score(
-            references, predictions, labels=labels, pos_label=pos_label, average=average, sample_weight=sample_weight
+            references,
+            predictions,
+            labels=labels,
+            pos_label=pos_label,
+            average=average,
+            sample_weight=sample_weight,
         )
         return {"f1": float(score) if np.size(score) == 1 else np.asarray(score)}

@@ -2,11 +2,8 @@
 
 import datasets
 import evaluate
-from scipy.stats import pearsonr
-from scipy.stats import spearmanr
-from sklearn.metrics import accuracy_score
-from sklearn.metrics import f1_score
-from sklearn.metrics import matthews_corrcoef
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 _DESCRIPTION = """\
 GLUE, the General Language Understanding Evaluation benchmark (https://gluebenchmark.com/), is a collection
@@ -32,7 +29,8 @@ Examples:
 _CITATION = """\
 @inproceedings{wang2019glue,
   title={{GLUE}: A Multi-Task Benchmark and Analysis Platform for Natural Language Understanding},
-  author={Wang, Alex and Singh, Amanpreet and Michael, Julian and Hill, Felix and Levy, Omer and Bowman, Samuel R.},
+  author={Wang, Alex and Singh, Amanpreet and Michael, Julian and Hill, Felix and Levy, Omer
+          and Bowman, Samuel R.},
   note={In the Proceedings of ICLR.},
   year={2019}
 }
@@ -49,9 +47,7 @@ class Glue(evaluate.Metric):
 
     def _info(self) -> evaluate.MetricInfo:
         if self.config_name not in CONFIGS:
-            raise KeyError(
-                f"unknown GLUE config {self.config_name!r}; select one of: {', '.join(CONFIGS)}"
-            )
+            raise KeyError(f"unknown GLUE config {self.config_name!r}; select one of: {', '.join(CONFIGS)}")
         dtype = "float32" if self.config_name == "stsb" else "int64"
         return evaluate.MetricInfo(
             description=_DESCRIPTION,

@@ -18,8 +18,8 @@ Args:
     predictions (`list` of `str`): Generated texts.
     references (`list` of `str` or `list` of `list` of `str`): One reference, or several, per prediction;
         with several, each prediction scores its best-matching reference.
-    rouge_types (`list` of `str`, defaults to `["rouge1", "rouge2", "rougeL", "rougeLsum"]`): Types to compute;
-        any `rougeN` with N in 1..9 is valid.
+    rouge_types (`list` of `str`, defaults to `["rouge1", "rouge2", "rougeL", "rougeLsum"]`): Types to
+        compute; any `rougeN` with N in 1..9 is valid.
     use_aggregator (`bool`, defaults to `True`): Return the mean F-measure over examples; with `False`,
         return one F-measure per example.
     use_stemmer (`bool`, defaults to `False`): Apply the Porter stemmer to strip word suffixes.
@@ -28,7 +28,8 @@ Returns:
     One entry per rouge type: a `float` (aggregated) or a `list` of `float`.
 Examples:
     >>> rouge = experiments.metrics.load("rouge")
-    >>> rouge.compute(predictions=["hello there", "general kenobi"], references=["hello there", "general kenobi"])
+    >>> texts = ["hello there", "general kenobi"]
+    >>> rouge.compute(predictions=texts, references=texts)
     {'rouge1': 1.0, 'rouge2': 1.0, 'rougeL': 1.0, 'rougeLsum': 1.0}
 """
 
@@ -90,9 +91,11 @@ class Rouge(evaluate.Metric):
         rouge_types = list(rouge_types or DEFAULT_ROUGE_TYPES)
         if tokenizer is not None:
             tokenizer = _CallableTokenizer(tokenizer)
-        scorer = rouge_scorer.RougeScorer(rouge_types=rouge_types, use_stemmer=use_stemmer, tokenizer=tokenizer)
+        scorer = rouge_scorer.RougeScorer(
+            rouge_types=rouge_types, use_stemmer=use_stemmer, tokenizer=tokenizer
+        )
         per_example = []
-        for prediction, reference in zip(predictions, references):
+        for prediction, reference in zip(predictions, references, strict=True):
             if isinstance(reference, str):
                 per_example.append(scorer.score(reference, prediction))
             else:

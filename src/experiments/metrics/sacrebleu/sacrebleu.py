@@ -31,8 +31,10 @@ Returns:
     ref_len (`int`): Effective reference length in tokens.
 Examples:
     >>> bleu = experiments.metrics.load("sacrebleu")
-    >>> bleu.compute(predictions=["hello there general kenobi"], references=[["hello there general kenobi"]])["score"]
-    100.00000000000004
+    >>> text = "hello there general kenobi"
+    >>> result = bleu.compute(predictions=[text], references=[[text]])
+    >>> round(result["score"], 2)
+    100.0
 """
 
 _CITATION = """\
@@ -72,7 +74,9 @@ class Sacrebleu(evaluate.Metric):
             # Single-reference inputs are tried first, then lists of references.
             features=[
                 datasets.Features({"predictions": text, "references": text}),
-                datasets.Features({"predictions": text, "references": datasets.Sequence(text, id="references")}),
+                datasets.Features(
+                    {"predictions": text, "references": datasets.Sequence(text, id="references")}
+                ),
             ],
             codebase_urls=["https://github.com/mjpost/sacreBLEU"],
             reference_urls=["https://github.com/mjpost/sacreBLEU"],

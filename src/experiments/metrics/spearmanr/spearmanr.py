@@ -49,7 +49,9 @@ class Spearmanr(evaluate.Metric):
             features=datasets.Features(
                 {"predictions": datasets.Value("float"), "references": datasets.Value("float")}
             ),
-            reference_urls=["https://docs.scipy.org/doc/scipy/reference/generated/scipy.stats.spearmanr.html"],
+            reference_urls=[
+                "https://docs.scipy.org/doc/scipy/reference/generated/scipy.stats.spearmanr.html"
+            ],
         )
 
     def _compute(self, predictions, references, return_pvalue: bool = False) -> dict:

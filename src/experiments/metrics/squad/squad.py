@@ -17,8 +17,8 @@ prediction equals a gold answer; F1 is the average token-overlap F1. Both are pe
 _KWARGS_DESCRIPTION = """
 Args:
     predictions (`list` of `dict`): One `{"id": str, "prediction_text": str}` per question.
-    references (`list` of `dict`): One `{"id": str, "answers": {"text": list[str], "answer_start": list[int]}}`
-        per question.
+    references (`list` of `dict`): One per question:
+        `{"id": str, "answers": {"text": list[str], "answer_start": list[int]}}`.
 Returns:
     exact_match (`float`): Exact match, in [0, 100].
     f1 (`float`): Average token F1, in [0, 100].
@@ -78,7 +78,10 @@ class Squad(evaluate.Metric):
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features(
                 {
-                    "predictions": {"id": datasets.Value("string"), "prediction_text": datasets.Value("string")},
+                    "predictions": {
+                        "id": datasets.Value("string"),
+                        "prediction_text": datasets.Value("string"),
+                    },
                     "references": {
                         "id": datasets.Value("string"),
                         "answers": datasets.Sequence(

@@ -1,0 +1,80 @@
+"""text-classification (alias sentiment-analysis): softmax over the logits, label from id2label."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from experiments.errors import DataError
+from experiments.infer.base import Task, short, text_field
+from experiments.infer.labels import classification_quality
+
+
+def scores_function(config) -> str:
+    """What the pipeline applies to the logits: none (regression), sigmoid, or softmax."""
+    if config.problem_type == "regression":
+        return "none"
+    if config.problem_type == "multi_label_classification" or config.num_labels == 1:
+        return "sigmoid"
+    return "softmax"
+
+
+class TextClassification(Task):
+    name = "text-classification"
+    pipeline_task = "text-classification"
+    auto_class = "AutoModelForSequenceClassification"
+    head = "sequence-classification"
+
+    label_names: Optional[List[str]] = None  # the dataset's names for reference ids
+
+    def from_record(self, record: Dict[str, Any], text_column: Optional[str] = None) -> Any:
+        if "text_pair" in record and record["text_pair"] not in (None, ""):
+            return {"text": text_field(record, text_column), "text_pair": record["text_pair"]}
+        return text_field(record, text_column)
+
+    def check_input(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) - {"text", "text_pair"} or not str(value.get("text", "")).strip():
+                raise DataError(f"a text-pair input needs keys text and text_pair, got {short(value)}")
+            return {"text": str(value["text"]), "text_pair": str(value.get("text_pair", ""))}
+        return super().check_input(value)
+
+    def pipeline(self, batch: List[Any]) -> List[Any]:
+        top_k = self.ctx.task.top_k
+        kwargs = {"top_k": top_k} if top_k else {}
+        return self.get_pipeline()(batch, batch_size=len(batch), truncation=True, max_length=self.ctx.max_length,
+                                   **kwargs)
+
+    def manual(self, batch: List[Any]) -> List[Any]:
+        import torch
+
+        tok, model = self.ctx.tokenizer, self.ctx.model
+        texts = [x["text"] if isinstance(x, dict) else x for x in batch]
+        pairs = [x["text_pair"] if isinstance(x, dict) else None for x in batch]
+        encoded = tok(texts, pairs if any(p is not None for p in pairs) else None, padding=True, truncation=True,
+                      max_length=self.ctx.max_length, return_tensors="pt").to(self.ctx.device)
+        logits = model(**encoded).logits.float()
+        function = scores_function(model.config)
+        if function == "softmax":
+            scores = torch.softmax(logits, dim=-1)
+        elif function == "sigmoid":
+            scores = torch.sigmoid(logits)
+        else:
+            scores = logits
+        id2label = model.config.id2label
+        top_k = self.ctx.task.top_k
+        outputs = []
+        for row in scores.cpu().tolist():
+            ranked = sorted(({"label": id2label[i], "score": s} for i, s in enumerate(row)),
+                            key=lambda d: d["score"], reverse=True)
+            outputs.append(ranked[:top_k] if top_k else ranked[0])
+        return outputs
+
+    @staticmethod
+    def top_label(output: Any) -> str:
+        return (output[0] if isinstance(output, list) else output)["label"]
+
+    def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
+        return classification_quality([self.top_label(o) for o in outputs], references, self.label_names)
+
+
+class SentimentAnalysis(TextClassification):
+    name = "sentiment-analysis"

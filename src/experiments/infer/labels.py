@@ -1,0 +1,36 @@
+"""Classification quality: predicted label names against reference labels (accuracy and macro F1)."""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Optional, Sequence
+
+_GENERIC = re.compile(r"^label_(\d+)$", re.IGNORECASE)
+
+
+def normalise(label: Any, names: Optional[Sequence[str]] = None) -> str:
+    """A comparable form of a label: lower-case name; ids and ``LABEL_k`` map through ``names``."""
+    if isinstance(label, bool):
+        label = int(label)
+    if isinstance(label, int) and names and 0 <= label < len(names):
+        return str(names[label]).lower()
+    text = str(label).strip()
+    match = _GENERIC.match(text)
+    if match and names and int(match.group(1)) < len(names):
+        return str(names[int(match.group(1))]).lower()
+    return text.lower()
+
+
+def classification_quality(predicted: List[str], references: List[Any],
+                           names: Optional[Sequence[str]] = None) -> Dict[str, float]:
+    """``accuracy`` and ``f1`` (macro) from the bundled evaluate modules, over items with a reference."""
+    from experiments import metrics
+
+    pairs = [(normalise(p, names), normalise(r, names)) for p, r in zip(predicted, references) if r is not None]
+    if not pairs:
+        return {}
+    vocab = {label: i for i, label in enumerate(sorted({x for pair in pairs for x in pair}))}
+    preds = [vocab[p] for p, _ in pairs]
+    refs = [vocab[r] for _, r in pairs]
+    accuracy = metrics.load("accuracy").compute(predictions=preds, references=refs)["accuracy"]
+    f1 = metrics.load("f1").compute(predictions=preds, references=refs, average="macro")["f1"]
+    return {"accuracy": float(accuracy), "f1": float(f1)}

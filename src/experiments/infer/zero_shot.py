@@ -1,0 +1,96 @@
+"""zero-shot-classification: NLI entailment scores (pipeline's method) or sentence-embedding similarity."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from experiments.errors import ExperimentError
+from experiments.infer.base import Task
+from experiments.infer.features import FeatureExtraction, pool
+from experiments.infer.labels import classification_quality
+
+
+def entailment_id(config) -> int:
+    """Index of the label whose name starts with 'entail' (-1 when none), as the pipeline finds it."""
+    for label, index in config.label2id.items():
+        if str(label).lower().startswith("entail"):
+            return int(index)
+    return -1
+
+
+class ZeroShotClassification(Task):
+    name = "zero-shot-classification"
+    pipeline_task = "zero-shot-classification"
+    head = "sequence-classification (NLI)"
+
+    candidate_labels: List[str] = []
+    label_names: Optional[List[str]] = None
+
+    def choose_auto_class(self, config, task_cfg) -> str:
+        return "AutoModel" if task_cfg.method == "embedding" else "AutoModelForSequenceClassification"
+
+    def check_model(self, model, tokenizer, task_cfg) -> None:
+        if task_cfg.method == "embedding":
+            return
+        if entailment_id(model.config) < 0:
+            labels = ", ".join(str(v) for v in model.config.id2label.values())
+            raise ExperimentError(
+                f"zero-shot-classification needs an NLI model with an 'entailment' label; this model's labels are "
+                f"[{labels}] (fine-tune one: experiment=rte_minilm, or use task.method=embedding with a sentence encoder)")
+
+    @property
+    def labels(self) -> List[str]:
+        labels = list(self.ctx.task.candidate_labels) or list(self.candidate_labels)
+        if not labels:
+            raise ExperimentError("zero-shot-classification needs task.candidate_labels=[a,b,...] "
+                                  "(or a dataset with label names)")
+        return labels
+
+    def _result(self, sequence: str, scores: List[float]) -> Dict[str, Any]:
+        order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
+        return {"sequence": sequence, "labels": [self.labels[i] for i in order], "scores": [scores[i] for i in order]}
+
+    # --- NLI ----------------------------------------------------------------------------------------
+    def _nli_scores(self, logits) -> List[List[float]]:
+        """(sequences, labels, classes) logits -> per-label scores, as the pipeline computes them."""
+        import torch
+
+        ent = entailment_id(self.ctx.model.config)
+        if self.ctx.task.multi_label or logits.shape[1] == 1:
+            contradiction = -1 if ent == 0 else 0
+            pair = logits[..., [contradiction, ent]]
+            return torch.softmax(pair, dim=-1)[..., 1].tolist()
+        return torch.softmax(logits[..., ent], dim=-1).tolist()
+
+    def pipeline(self, batch: List[Any]) -> List[Any]:
+        if self.ctx.task.method == "embedding":
+            return self._embedding(batch, FeatureExtraction(self.ctx).hidden_pipeline)
+        pipe = self.get_pipeline()
+        out = pipe(batch, candidate_labels=self.labels, hypothesis_template=self.ctx.task.hypothesis_template,
+                   multi_label=self.ctx.task.multi_label, batch_size=len(batch) * len(self.labels))
+        return [out] if isinstance(out, dict) else out
+
+    def manual(self, batch: List[Any]) -> List[Any]:
+        if self.ctx.task.method == "embedding":
+            return self._embedding(batch, FeatureExtraction(self.ctx).hidden_manual)
+        tok, model = self.ctx.tokenizer, self.ctx.model
+        labels, template = self.labels, self.ctx.task.hypothesis_template
+        premises = [text for text in batch for _ in labels]
+        hypotheses = [template.format(label) for _ in batch for label in labels]
+        encoded = tok(premises, hypotheses, padding=True, truncation="only_first", max_length=self.ctx.max_length,
+                      return_tensors="pt").to(self.ctx.device)
+        logits = model(**encoded).logits.float().cpu().reshape(len(batch), len(labels), -1)
+        return [self._result(text, scores) for text, scores in zip(batch, self._nli_scores(logits))]
+
+    # --- embedding similarity -------------------------------------------------------------------------
+    def _embedding(self, batch: List[str], hidden) -> List[Any]:
+        import torch
+
+        hypotheses = [self.ctx.task.hypothesis_template.format(label) for label in self.labels]
+        if "label_vectors" not in self.ctx.extra:
+            self.ctx.extra["label_vectors"] = torch.stack([pool(v, "mean", True) for v in hidden(hypotheses)])
+        texts = torch.stack([pool(v, "mean", True) for v in hidden(batch)])
+        similarity = texts @ self.ctx.extra["label_vectors"].T
+        return [self._result(text, row) for text, row in zip(batch, similarity.tolist())]
+
+    def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
+        return classification_quality([o["labels"][0] for o in outputs], references, self.label_names)

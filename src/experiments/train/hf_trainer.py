@@ -1,0 +1,152 @@
+"""The same fine-tune on transformers' ``Trainer`` (``trainer=hf_trainer``), for comparison and familiarity.
+
+``average_tokens_across_devices=False`` keeps the logged loss right under DDP (else it is scaled by the
+number of processes). Trackers are ours (experiments.tracking), fed by a callback.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+from experiments.errors import ExperimentError
+from experiments.train.common import best_metric_key, build_experiment, hydra_overrides, run_name
+
+log = logging.getLogger(__name__)
+
+
+def training_arguments(cfg, run_dir: Path):
+    import torch
+    from transformers import TrainingArguments
+
+    t = cfg.trainer
+    if t.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ExperimentError("trainer.mixed_precision=fp16 needs a GPU; use bf16 on CPU (fast with AMX) or no")
+    strategy = "steps" if t.eval_steps else "epoch"
+    save_strategy = "steps" if t.save_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.lr,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_steps or t.warmup_ratio,
+        lr_scheduler_type=t.scheduler,
+        per_device_train_batch_size=t.per_device_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_grad_norm=t.max_grad_norm,
+        bf16=t.mixed_precision == "bf16",
+        fp16=t.mixed_precision == "fp16",
+        seed=t.seed,
+        data_seed=t.seed,
+        eval_strategy=strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=save_strategy,
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        logging_steps=t.log_every_n_steps,
+        dataloader_num_workers=t.dataloader_num_workers,
+        average_tokens_across_devices=False,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+    )
+
+
+def run(cfg, run_dir: Path) -> Dict[str, Any]:
+    from omegaconf import OmegaConf
+    from transformers import Trainer, TrainerCallback
+    from transformers.trainer_utils import get_last_checkpoint, set_seed
+
+    from experiments.modeling import save_pretrained
+    from experiments.runs import METRICS_FILE, environment, plot_learning_curve, write_json
+    from experiments.tracking import Tracking, build_trackers, scrub
+
+    t = cfg.trainer
+    args = training_arguments(cfg, run_dir)
+    set_seed(t.seed)
+    exp = build_experiment(cfg, lambda: args.main_process_first(desc="dataset"))
+    model = exp.new_model(cfg)
+
+    def compute_metrics(eval_pred) -> Dict[str, float]:
+        logits, labels = eval_pred.predictions, eval_pred.label_ids
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        preds = logits.squeeze(-1) if exp.data.is_regression else logits.argmax(-1)
+        return exp.compute_metrics(preds.tolist(), labels.tolist())
+
+    name = run_name(cfg, hydra_overrides())
+    history, train_log = [], []
+    is_main = args.process_index == 0
+    tracking = None
+    if is_main:
+        config = scrub(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True))
+        tracking = Tracking(build_trackers(cfg.logger, run_dir, name, cfg.tags + [cfg.model.name, cfg.dataset.name]),
+                            config)
+
+    class Record(TrainerCallback):
+        """Mirror the Trainer's logs into our history and trackers."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or not state.is_world_process_zero:
+                return
+            step, epoch = state.global_step, round(state.epoch or 0.0, 4)
+            if "loss" in logs:
+                train_log.append({"step": step, "epoch": epoch, "train_loss": float(logs["loss"]),
+                                  "lr": float(logs.get("learning_rate", 0.0))})
+                if tracking:
+                    tracking.log({"train_loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0))}, step)
+            evals = {k.replace("_runtime", "_runtime_s"): float(v) for k, v in logs.items()
+                     if k.startswith("eval_") and isinstance(v, (int, float))}
+            if evals:
+                history.append({"step": step, "epoch": epoch, **evals})
+                if tracking:
+                    tracking.log(evals, step)
+
+    trainer = Trainer(model=model, args=args, train_dataset=exp.data.train, eval_dataset=exp.data.eval,
+                      data_collator=exp.collator, processing_class=exp.tokenizer, compute_metrics=compute_metrics,
+                      callbacks=[Record()])
+    resume = None
+    if t.resume and str(t.resume).lower() not in ("false", "no", "0", "none", "null"):
+        resume = get_last_checkpoint(args.output_dir) if str(t.resume).lower() in ("true", "latest", "yes", "1") \
+            else t.resume
+        if not resume:
+            raise ExperimentError(f"trainer.resume: no checkpoint in {args.output_dir}")
+    try:
+        tic = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=resume)
+        wall = time.perf_counter() - tic
+        if not history or history[-1]["step"] != result.global_step:
+            trainer.evaluate()  # the final state is always evaluated (the callback records it)
+        final = {k: v for k, v in history[-1].items() if k.startswith("eval_")}
+        key = best_metric_key(cfg, final)
+        scored = [h for h in history if key in h]
+        best_record = (max if cfg.trainer.greater_is_better and key != "eval_loss" else min)(
+            scored, key=lambda h: h[key]) if scored else None
+        final.update({
+            "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
+            "train_runtime_s": float(result.metrics.get("train_runtime", wall)),
+            "train_loss": train_log[-1]["train_loss"] if train_log else float(result.training_loss),
+            "global_step": int(result.global_step),
+        })
+        payload = {
+            "run_name": name, "mode": "train", "backend": "hf_trainer", "model": cfg.model.name_or_path,
+            "dataset": cfg.dataset.name, "final": final,
+            "best": {"metric": key, "value": best_record[key], "step": best_record["step"]} if best_record else None,
+            "history": history, "train_log": train_log,
+            "num_train_samples": len(exp.data.train), "num_eval_samples": len(exp.data.eval),
+            "global_batch_size": t.per_device_batch_size * args.world_size * t.gradient_accumulation_steps,
+            "mixed_precision": t.mixed_precision, "resumed_from": str(resume) if resume else None,
+            **environment(args.world_size),
+        }
+        if trainer.is_world_process_zero():
+            if t.save_model:
+                save_pretrained(trainer.model, exp.tokenizer, run_dir / "last")
+            write_json(run_dir / METRICS_FILE, payload)
+            plot_learning_curve(history, train_log, run_dir / "learning_curve.png", title=name)
+        return payload
+    finally:
+        if tracking is not None:
+            tracking.finish()
