@@ -13,7 +13,9 @@ from experiments.config.schema import LoggerConfig
 
 log = logging.getLogger(__name__)
 
-_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+# Whole key components only: "hf_token", "api_key" are masked; "tokenizer", "max_new_tokens" are not.
+_SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|token|secret|secret[_-]?key|password|passwd|credentials?)$",
+                         re.IGNORECASE)
 
 
 def scrub(value: Any) -> Any:
@@ -117,9 +119,11 @@ class Tracking:
 
     def __init__(self, trackers: list, config: Dict[str, Any]):
         self.trackers = trackers
+        flat = {k: ("null" if v is None else v) for k, v in flatten(config).items()}
         for tracker in trackers:
             tracker.start()
-            tracker.store_init_configuration(config)
+            # TensorBoard's hparams take flat scalars only; W&B keeps the nested config.
+            tracker.store_init_configuration(flat if tracker.name == "tensorboard" else config)
 
     def log(self, values: Dict[str, float], step: Optional[int] = None) -> None:
         for tracker in self.trackers:

@@ -42,11 +42,11 @@ def build_experiment(cfg, main_process_first=None) -> Experiment:
     model_dir = resolve(cfg.model, cfg.paths.mirror).path
     tokenizer = load_tokenizer(model_dir, cfg.tokenizer, cfg.model, cfg.paths.mirror)
     guard = main_process_first() if main_process_first else contextlib.nullcontext()
-    with guard:
+    with guard:  # rank 0 fills the datasets and evaluate-module caches; the others then read them
         raw = load_raw(cfg.dataset, cfg.paths.mirror)
         data = build_classification_data(raw, tokenizer, cfg.dataset, cfg.tokenizer)
-    compute = metric_modules.for_classification(cfg.dataset.metric, cfg.dataset.metric_config,
-                                                data.num_labels, data.is_regression)
+        compute = metric_modules.for_classification(cfg.dataset.metric, cfg.dataset.metric_config,
+                                                    data.num_labels, data.is_regression)
     return Experiment(tokenizer, data, build_collator(tokenizer, cfg.collator, cfg.tokenizer), model_dir, compute)
 
 

@@ -160,6 +160,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
             "global_batch_size": t.per_device_batch_size * accelerator.num_processes * t.gradient_accumulation_steps,
             "mixed_precision": t.mixed_precision,
             "resumed_from": str(resume_from) if resume_from else None,
+            "distributed_type": str(accelerator.distributed_type).split(".")[-1],
             **environment(accelerator.num_processes),
         }
         if is_main:

@@ -1,0 +1,43 @@
+"""Tracking helpers: secrets never reach configs or logs; W&B mode follows the API key; CSV rows."""
+from __future__ import annotations
+
+from experiments.tracking import Tracking, build_trackers, flatten, scrub, wandb_mode
+
+
+def test_scrub_masks_secret_keys_only():
+    config = {"logger": {"api_key": "abc", "wandb_api_key": "k", "project": "p"},
+              "hub": {"hf_token": "hf_x", "password": "pw", "credentials": "c"},
+              "tokenizer": {"max_length": 128}, "inference": {"options": {"max_new_tokens": 20}},
+              "unset": {"token": None}}
+    out = scrub(config)
+    assert out["logger"] == {"api_key": "***", "wandb_api_key": "***", "project": "p"}
+    assert out["hub"] == {"hf_token": "***", "password": "***", "credentials": "***"}
+    assert out["tokenizer"] == {"max_length": 128}
+    assert out["inference"]["options"]["max_new_tokens"] == 20
+    assert out["unset"]["token"] is None
+    assert config["logger"]["api_key"] == "abc"  # the input is not modified
+
+
+def test_flatten_joins_keys():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None}) == {"a.b": 1, "a.c.d": "[1, 2]", "e": None}
+
+
+def test_wandb_mode_auto_follows_api_key(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert wandb_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode("auto") == "online"
+    assert wandb_mode("disabled") == "disabled"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_mode("auto") == "offline"
+
+
+def test_csv_tracker_writes_long_format_rows(tmp_path):
+    from experiments.config.schema import LoggerConfig
+
+    tracking = Tracking(build_trackers(LoggerConfig(trackers=["csv"]), tmp_path, "run", []), {"a": 1})
+    tracking.log({"train_loss": 0.5, "note": "text", "nan": float("nan")}, step=3)
+    tracking.finish()
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["step,name,value", "3,train_loss,0.5"]
