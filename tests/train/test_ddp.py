@@ -33,3 +33,21 @@ def test_two_processes_match_one_process_with_same_global_batch(cli, tmp_path):
     assert m2["final"]["eval_accuracy"] == m1["final"]["eval_accuracy"]
     # Only rank 0 writes: one metrics.csv header, one log.
     assert (tmp_path / "two" / "metrics.csv").read_text().count("step,name,value") == 1
+
+
+def test_hf_trainer_loss_is_not_scaled_by_process_count(cli, tmp_path):
+    """transformers' Trainer multiplies the logged loss by the world size unless
+    average_tokens_across_devices=False; the hf_trainer backend sets it."""
+    base = COMMON + ["trainer=hf_trainer", "trainer.save_steps=100"]
+    one = cli(*base, "trainer.per_device_batch_size=16", f"hydra.run.dir={tmp_path}/one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = cli(*base, "trainer.per_device_batch_size=8", "trainer.num_processes=2", f"hydra.run.dir={tmp_path}/two")
+    assert two.returncode == 0, two.stderr[-12000:]
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert m1["backend"] == m2["backend"] == "hf_trainer" and m2["num_processes"] == 2
+    losses1 = [r["train_loss"] for r in m1["train_log"]]
+    losses2 = [r["train_loss"] for r in m2["train_log"]]
+    assert losses1 and losses2 == pytest.approx(losses1, rel=1e-3)
+    # Trainer's own DDP evaluation loop differs from one process at the 1e-3 level; a scaling bug is 2x.
+    assert m2["final"]["eval_loss"] == pytest.approx(m1["final"]["eval_loss"], rel=1e-2)

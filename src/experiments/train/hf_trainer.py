@@ -118,9 +118,10 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
         tic = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=resume)
         wall = time.perf_counter() - tic
-        if not history or history[-1]["step"] != result.global_step:
-            trainer.evaluate()  # the final state is always evaluated (the callback records it)
-        final = {k: v for k, v in history[-1].items() if k.startswith("eval_")}
+        # The final state is always evaluated; log_history is the same on every rank, so all ranks agree.
+        if not any("eval_loss" in h and h.get("step") == result.global_step for h in trainer.state.log_history):
+            trainer.evaluate()
+        final = {k: v for k, v in history[-1].items() if k.startswith("eval_")} if history else {}
         key = best_metric_key(cfg, final)
         scored = [h for h in history if key in h]
         best_record = (max if cfg.trainer.greater_is_better and key != "eval_loss" else min)(
