@@ -62,6 +62,10 @@ def run_job(cfg) -> Optional[float]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
+        if multirun:  # W&B group/name/tags of a sweep job (docs/sweeps.md)
+            from experiments.sweep.naming import apply_sweep_context
+
+            apply_sweep_context(cfg, hydra_cfg)
         typed = to_typed(cfg)
         start_run(cfg, run_dir)
         if typed.mode == "train":

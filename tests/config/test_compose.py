@@ -27,8 +27,6 @@ def _all_options():
 @pytest.mark.parametrize("group,option", list(_all_options()))
 def test_every_option_composes_and_validates(group, option):
     overrides = [f"{group}={option}"] + REQUIRED.get((group, option), [])
-    if group in ("hparams_search",):
-        pytest.skip("hparams_search options configure the sweeper; covered by the sweep tests")
     typed = to_typed(compose(overrides))
     assert isinstance(typed, schema.ExperimentConfig)
     if group == "model":

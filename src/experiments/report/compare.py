@@ -1,0 +1,89 @@
+"""``python scripts/compare.py <run or sweep dirs...>``: the config keys that differ between runs and
+their metrics, side by side (one column per run; ``--rows`` for one row per run)."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from experiments.errors import ExperimentError
+
+
+def collect(paths: List[str]) -> list:
+    from experiments.report.runs_index import find_runs, load_run
+
+    runs = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            raise ExperimentError(f"'{raw}' is not a directory (give run dirs or sweep dirs)")
+        found = find_runs([path])
+        if not found:
+            raise ExperimentError(f"no run found in '{raw}' (a run dir holds config.yaml and metrics.json)")
+        runs += [load_run(p) for p in found]
+    return list({r.path: r for r in runs}.values())
+
+
+def labels(runs: list) -> List[str]:
+    """Short unique names: each run's path below the runs' common parent."""
+    paths = [str(r.path) for r in runs]
+    common = os.path.commonpath(paths) if len(paths) > 1 else str(Path(paths[0]).parent)
+    out = [os.path.relpath(p, common) for p in paths]
+    return [o if o != "." else Path(p).name for o, p in zip(out, paths)]
+
+
+def comparison_table(runs: list, show_all: bool = False, metrics: Optional[List[str]] = None):
+    import pandas as pd
+
+    from experiments.report.runs_index import NOISE_KEYS, differing_keys, quality_metric_names
+
+    keys = sorted({k for r in runs for k in r.config if not k.startswith(NOISE_KEYS)}) if show_all \
+        else differing_keys(runs)
+    names = metrics or quality_metric_names(runs)
+    columns = labels(runs)
+    data = {}
+    for label, run in zip(columns, runs):
+        column = {key: _cell(run.config.get(key, "-")) for key in keys}
+        column["status"] = run.status
+        column.update({m: run.final.get(m) for m in names})
+        data[label] = column
+    frame = pd.DataFrame(data, index=[*keys, "status", *names])
+    return frame
+
+
+def _shown(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "null" if value is None else str(value)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="compare.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help="run dirs and/or sweep dirs")
+    parser.add_argument("--all", action="store_true", help="show every config key, not only those that differ")
+    parser.add_argument("--metrics", default=None, help="comma-separated metric names (default: all quality metrics)")
+    parser.add_argument("--rows", action="store_true", help="one row per run instead of one column per run")
+    args = parser.parse_args(argv)
+    try:
+        runs = collect(args.paths)
+    except ExperimentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    frame = comparison_table(runs, show_all=args.all, metrics=args.metrics.split(",") if args.metrics else None)
+    if args.rows:
+        frame = frame.T
+    print(frame.map(_shown).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Find run directories (``config.yaml`` + ``metrics.json``) and load what tables and plots need."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+from experiments.runs import CONFIG_FILE, METRICS_FILE
+
+_SKIP_DIRS = {"checkpoints", "best", "last", "wandb", "tensorboard", ".hydra", ".launcher", ".submitit",
+              "__pycache__"}
+# Config keys that differ between any two runs without saying anything about the experiment.
+NOISE_KEYS = ("paths.", "logger.run_name", "logger.group", "logger.tags", "logger.job_type")
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    config: Dict[str, Any]  # flattened, dotted keys
+    metrics: Dict[str, Any] = field(default_factory=dict)  # the whole metrics.json
+    record: Optional[Dict[str, Any]] = None  # the sweep job record, when the run belongs to a sweep
+
+    @property
+    def final(self) -> Dict[str, float]:
+        final = self.metrics.get("final") or {}
+        return {k: float(v) for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    @property
+    def status(self) -> str:
+        if self.record:
+            return self.record.get("status", "finished")
+        return "finished" if self.final else "unfinished"
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() and ((path / METRICS_FILE).is_file() or (path / "sweep_job.json").is_file())
+
+
+def find_runs(roots: Iterable[Path]) -> List[Path]:
+    """Run dirs at or below each root (a run dir, a sweep dir, ``outputs/``, ``multirun/``), sorted."""
+    found: List[Path] = []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for current, dirs, _files in os.walk(root):
+            here = Path(current)
+            if is_run_dir(here):
+                found.append(here)
+                dirs[:] = []  # a run dir holds no other runs
+                continue
+            dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+    return sorted(dict.fromkeys(p.resolve() for p in found))
+
+
+def load_run(path: Path) -> RunInfo:
+    from omegaconf import OmegaConf
+
+    from experiments.tracking import flatten
+
+    config = OmegaConf.to_container(OmegaConf.load(path / CONFIG_FILE), resolve=False)
+    metrics: Dict[str, Any] = {}
+    if (path / METRICS_FILE).is_file():
+        try:
+            metrics = json.loads((path / METRICS_FILE).read_text())
+        except ValueError:
+            metrics = {}
+    record = None
+    if (path / "sweep_job.json").is_file():
+        try:
+            record = json.loads((path / "sweep_job.json").read_text())
+        except ValueError:
+            record = None
+    return RunInfo(path=path, config=flatten(config if isinstance(config, dict) else {}), metrics=metrics,
+                   record=record)
+
+
+def differing_keys(runs: List[RunInfo], ignore: Iterable[str] = NOISE_KEYS) -> List[str]:
+    """Config keys whose value is not the same in every run (missing counts as a value)."""
+    ignore = tuple(ignore)
+    keys = sorted({k for r in runs for k in r.config})
+    out = []
+    for key in keys:
+        if key.startswith(ignore):
+            continue
+        values = {json.dumps(r.config.get(key, "<unset>"), sort_keys=True, default=str) for r in runs}
+        if len(values) > 1:
+            out.append(key)
+    return out
+
+
+def quality_metric_names(runs: List[RunInfo]) -> List[str]:
+    from experiments.sweep.records import SPEED_KEYS
+
+    names: List[str] = []
+    for run in runs:
+        for key in run.final:
+            if key not in SPEED_KEYS and key not in names:
+                names.append(key)
+    return names

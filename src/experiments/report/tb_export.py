@@ -1,0 +1,143 @@
+"""TensorBoard event files built from finished runs (``config.yaml`` + ``metrics.json``), so the
+hparams dashboard shows every run of ``outputs/`` and ``multirun/`` with its hyperparameters and
+metrics (table and parallel coordinates), and the scalars dashboard their learning curves. The runs
+themselves are only read; the events go to a separate export folder."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Tuple
+
+from experiments.report.runs_index import RunInfo, differing_keys, find_runs, load_run, quality_metric_names
+
+log = logging.getLogger(__name__)
+
+ALWAYS_HPARAMS = ("mode", "model.name", "dataset.name")
+MARKER = ".exported"  # in each exported run folder: the source's metrics mtime it was built from
+
+
+def _source_stamp(run: Path) -> str:
+    stamps = [str((run / name).stat().st_mtime_ns) for name in ("metrics.json", "sweep_job.json", "config.yaml")
+              if (run / name).is_file()]
+    return ",".join(stamps)
+
+
+def export_name(run: Path, roots: List[Path]) -> str:
+    """How a run is called in TensorBoard: its path below the parent of the root it was found in
+    (``multirun/2026-11-22/10-11-12/0``)."""
+    for root in roots:
+        try:
+            return str(run.relative_to(root.resolve().parent))
+        except ValueError:
+            continue
+    return run.name
+
+
+def hparam_values(runs: List[RunInfo]) -> Tuple[List[str], Dict[Path, Dict[str, Any]]]:
+    """The hyperparameters worth showing (differing config keys + a few always) and each run's
+    values, with one type per key (numbers stay numbers unless some run has text there)."""
+    keys = list(dict.fromkeys([*ALWAYS_HPARAMS, *differing_keys(runs)]))
+    per_run: Dict[Path, Dict[str, Any]] = {}
+    for key in keys:
+        raw = {r.path: r.config.get(key) for r in runs}
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw.values() if v is not None)
+        for path, value in raw.items():
+            if value is None:
+                value = float("nan") if numeric else "null"
+            elif isinstance(value, (list, dict)):
+                value = json.dumps(value)
+            elif numeric:
+                value = float(value)
+            elif not isinstance(value, (str, bool)) or any(isinstance(v, str) for v in raw.values()):
+                value = str(value)
+            per_run.setdefault(path, {})[key] = value
+    for run in runs:
+        per_run.setdefault(run.path, {})["sweep"] = (run.record or {}).get("sweep") or ""
+        per_run[run.path]["status"] = run.status
+    return keys + ["sweep", "status"], per_run
+
+
+def _scalar_event(tag: str, value: float, step: int, wall_time: float):
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value))])
+    return event_pb2.Event(wall_time=wall_time, step=int(step), summary=summary)
+
+
+def _session_end_event(status: str, wall_time: float):
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    code = api_pb2.STATUS_SUCCESS if status == "finished" else (
+        api_pb2.STATUS_FAILURE if status == "failed" else api_pb2.STATUS_RUNNING)
+    data = plugin_data_pb2.HParamsPluginData(
+        session_end_info=plugin_data_pb2.SessionEndInfo(status=code, end_time_secs=wall_time))
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(data),
+                      tensor=metadata.NULL_TENSOR)
+    return event_pb2.Event(wall_time=wall_time, step=0, summary=summary)
+
+
+def write_run_events(run: RunInfo, hparams: Dict[str, Any], out: Path, name: str, metrics: List[str]) -> None:
+    """One run's events: session start (hparams), scalars per step, final metrics, session end."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.plugins.hparams import summary_v2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    start = (run.path / "config.yaml").stat().st_mtime
+    writer = EventFileWriter(str(out))
+    try:
+        writer.add_event(event_pb2.Event(wall_time=start, step=0,
+                                         summary=summary_v2.hparams_pb(hparams, trial_id=name, start_time_secs=start)))
+        last_step = 0
+        for row in run.metrics.get("train_log") or []:
+            if row.get("train_loss") is not None:
+                writer.add_event(_scalar_event("train_loss", row["train_loss"], row["step"], start))
+                last_step = max(last_step, int(row["step"]))
+        for row in run.metrics.get("history") or []:
+            for key in metrics:
+                if key.startswith("eval_") and isinstance(row.get(key), (int, float)):
+                    writer.add_event(_scalar_event(key, row[key], row["step"], start))
+            last_step = max(last_step, int(row.get("step", 0)))
+        final_step = int(run.final.get("global_step", last_step))
+        for key, value in run.final.items():
+            if key in metrics:
+                writer.add_event(_scalar_event(key, value, final_step, start))
+        end = (run.path / "metrics.json").stat().st_mtime if (run.path / "metrics.json").is_file() else start
+        writer.add_event(_session_end_event(run.status, end))
+    finally:
+        writer.close()
+
+
+def export(roots: Iterable[Path], out_dir: Path) -> List[str]:
+    """Write (or refresh) the events of every run below ``roots`` into ``out_dir``; returns the
+    names of the runs written this time (unchanged runs are skipped)."""
+    roots = [Path(r) for r in roots]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = [load_run(p) for p in find_runs(roots)]
+    if not runs:
+        return []
+    keys, values = hparam_values(runs)
+    metrics = quality_metric_names(runs)
+    written = []
+    signature = json.dumps(keys)
+    for run in runs:
+        name = export_name(run.path, roots)
+        target = out_dir / name
+        stamp = _source_stamp(run.path) + "|" + signature
+        marker = target / MARKER
+        if marker.is_file() and marker.read_text() == stamp:
+            continue
+        write_run_events(run, {"run": name, **values[run.path]}, target, name, metrics)
+        marker.write_text(stamp)
+        written.append(name)
+    if written:
+        log.info("exported %d run(s) to %s (%s)", len(written), out_dir, time.strftime("%H:%M:%S"))
+    return written

@@ -1,0 +1,87 @@
+"""Hydra callback (``hydra.callbacks.sweep`` in conf/hydra/default.yaml) that makes every multirun a
+documented sweep: each job writes its record, and the end of the sweep writes the summary, prints it
+and renders the HTML report. Works with any launcher (basic, subprocess, submitit)."""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+# Set by a multi-node launcher on every node but the first: only node 0 records the job.
+NODE_RANK_ENV = "EXPERIMENTS_NODE_RANK"
+
+
+class SweepCallback(Callback):
+    def __init__(self, report: bool = True, print_table: bool = True) -> None:
+        self.report = report
+        self.print_table = print_table
+        self._started: Optional[float] = None
+        self._sweep_config: Optional[DictConfig] = None
+        self._finalized = False
+
+    # -- in the job's process ------------------------------------------------------------------
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._started = time.time()
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
+
+        hydra_cfg = config.hydra
+        if hydra_cfg.mode != RunMode.MULTIRUN or int(os.environ.get(NODE_RANK_ENV, "0")) > 0:
+            return
+        from experiments.sweep import records
+        from experiments.sweep.naming import sweep_id
+
+        value = job_return._return_value  # reading .return_value would re-raise a failure
+        failed = job_return.status != JobStatus.COMPLETED
+        sweep_dir = Path(str(hydra_cfg.sweep.dir))
+        record = records.build(
+            job=int(hydra_cfg.job.num),
+            overrides=list(hydra_cfg.overrides.task),
+            status=records.FAILED if failed else records.FINISHED,
+            error=records.error_line(value) if failed and isinstance(value, BaseException) else None,
+            run_dir=Path(str(hydra_cfg.runtime.output_dir)),
+            sweep_dir=sweep_dir,
+            sweep=sweep_id(str(hydra_cfg.sweep.dir)),
+            started_at=self._started or time.time(),
+            finished_at=time.time(),
+            objective=OmegaConf.select(config, "objective", default=None),
+            objective_value=float(value) if not failed and isinstance(value, (int, float)) else None,
+            choices={str(k): v for k, v in OmegaConf.to_container(hydra_cfg.runtime.choices).items()
+                     if not str(k).startswith("hydra")},
+        )
+        try:
+            records.write(Path(str(hydra_cfg.runtime.output_dir)), record)
+        except OSError as exc:
+            log.warning("could not write the sweep record of job %s: %s", record["job"], exc)
+
+    # -- in the sweep's (parent) process ----------------------------------------------------------
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._sweep_config = config
+        self._finalized = False
+        # A failed job makes Hydra's sweepers raise before on_multirun_end: finish the sweep at exit too.
+        atexit.register(self._finalize)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._sweep_config = config
+        self._finalize()
+
+    def _finalize(self) -> None:
+        if self._finalized or self._sweep_config is None:
+            return
+        self._finalized = True
+        from experiments.sweep.summary import finish_sweep
+
+        try:
+            finish_sweep(self._sweep_config, print_table=self.print_table, report=self.report)
+        except Exception as exc:  # the summary must never hide the sweep's own outcome
+            log.warning("could not write the sweep summary: %s", exc)
