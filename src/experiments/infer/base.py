@@ -58,8 +58,9 @@ class Task:
     #: a readable name of the head the task needs (for errors).
     head: str = "base"
 
-    def __init__(self, ctx: Optional[Context] = None):
-        self.ctx = ctx
+    def __init__(self, cfg: TaskConfig, ctx: Optional[Context] = None):
+        self.cfg = cfg  # the task's options
+        self.ctx = ctx  # the loaded model; set before running
         self._pipe = None
 
     # --- model --------------------------------------------------------------------------------------
@@ -72,6 +73,10 @@ class Task:
 
     def prepare_tokenizer(self, tokenizer, model) -> None:
         """Adjust the tokenizer for the task (e.g. left padding for decoder-only generation)."""
+
+    def method_name(self) -> Optional[str]:
+        """How the task is done (e.g. nli / embedding, seq2seq / causal), for the run's record."""
+        return self.cfg.method
 
     @property
     def has_pipeline(self) -> bool:
@@ -94,9 +99,13 @@ class Task:
         return None
 
     def check_input(self, value: Any) -> Any:
-        """Validate (and normalise) one input; raise DataError with a one-line reason."""
+        """Validate (and normalise) one input before the model loads; raise DataError with a one-line reason."""
         if not isinstance(value, str) or not value.strip():
             raise DataError(f"{self.name} needs a non-empty text input, got {short(value)}")
+        return value
+
+    def adapt_input(self, value: Any) -> Any:
+        """Fit a checked input to the loaded tokenizer (e.g. its mask token)."""
         return value
 
     def length(self, value: Any) -> int:
@@ -112,18 +121,31 @@ class Task:
         return None
 
     # --- running ------------------------------------------------------------------------------------
+    def pipeline_inputs(self, batch: List[Any]) -> List[Any]:
+        """What the pipeline is called with for ``batch`` (e.g. prompts built from the inputs)."""
+        return list(batch)
+
+    def pipeline_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments of every pipeline call (task options; never batch_size)."""
+        return {}
+
     def pipeline(self, batch: List[Any]) -> List[Any]:
-        raise NotImplementedError
+        """One batch through transformers.pipeline()."""
+        return self.get_pipeline()(self.pipeline_inputs(batch), batch_size=len(batch), **self.pipeline_kwargs())
 
     def manual(self, batch: List[Any]) -> List[Any]:
         raise NotImplementedError
 
-    def get_pipeline(self, task: Optional[str] = None):
+    def pipeline_name(self) -> Optional[str]:
+        """The transformers pipeline the ``pipeline`` path calls for this model."""
+        return self.pipeline_task
+
+    def get_pipeline(self):
         """transformers.pipeline() around the already-loaded model and tokenizer (built once)."""
         if self._pipe is None:
             from transformers import pipeline
 
-            self._pipe = pipeline(task or self.pipeline_task, model=self.ctx.model, tokenizer=self.ctx.tokenizer,
+            self._pipe = pipeline(self.pipeline_name(), model=self.ctx.model, tokenizer=self.ctx.tokenizer,
                                   device=self.ctx.device)
         return self._pipe
 

@@ -37,11 +37,9 @@ class TextClassification(Task):
             return {"text": str(value["text"]), "text_pair": str(value.get("text_pair", ""))}
         return super().check_input(value)
 
-    def pipeline(self, batch: List[Any]) -> List[Any]:
-        top_k = self.ctx.task.top_k
-        kwargs = {"top_k": top_k} if top_k else {}
-        return self.get_pipeline()(batch, batch_size=len(batch), truncation=True, max_length=self.ctx.max_length,
-                                   **kwargs)
+    def pipeline_kwargs(self) -> Dict[str, Any]:
+        top_k = {"top_k": self.cfg.top_k} if self.cfg.top_k else {}
+        return {"truncation": True, "max_length": self.ctx.max_length, **top_k}
 
     def manual(self, batch: List[Any]) -> List[Any]:
         import torch
@@ -49,8 +47,12 @@ class TextClassification(Task):
         tok, model = self.ctx.tokenizer, self.ctx.model
         texts = [x["text"] if isinstance(x, dict) else x for x in batch]
         pairs = [x["text_pair"] if isinstance(x, dict) else None for x in batch]
-        encoded = tok(texts, pairs if any(p is not None for p in pairs) else None, padding=True, truncation=True,
-                      max_length=self.ctx.max_length, return_tensors="pt").to(self.ctx.device)
+        options = dict(truncation=True, max_length=self.ctx.max_length)
+        if all(p is None for p in pairs) or all(p is not None for p in pairs):
+            encoded = tok(texts, None if pairs[0] is None else pairs, padding=True, return_tensors="pt", **options)
+        else:  # singles and pairs mixed: encode one by one, then pad together
+            encoded = tok.pad([tok(t, p, **options) for t, p in zip(texts, pairs)], return_tensors="pt")
+        encoded = encoded.to(self.ctx.device)
         logits = model(**encoded).logits.float()
         function = scores_function(model.config)
         if function == "softmax":
@@ -60,7 +62,7 @@ class TextClassification(Task):
         else:
             scores = logits
         id2label = model.config.id2label
-        top_k = self.ctx.task.top_k
+        top_k = self.cfg.top_k
         outputs = []
         for row in scores.cpu().tolist():
             ranked = sorted(({"label": id2label[i], "score": s} for i, s in enumerate(row)),

@@ -1,7 +1,7 @@
 """feature-extraction: last hidden states, per token (the pipeline's shape) or pooled per input."""
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, Dict, List
 
 from experiments.infer.base import Task
 
@@ -27,9 +27,7 @@ class FeatureExtraction(Task):
         """Per-input (tokens, hidden) tensors from pipeline(); batch padding is cut off."""
         import torch
 
-        out = self.get_pipeline("feature-extraction")(batch, batch_size=len(batch), truncation=True,
-                                                      tokenize_kwargs={"max_length": self.ctx.max_length},
-                                                      return_tensors=True)
+        out = self.get_pipeline()(batch, batch_size=len(batch), **self.pipeline_kwargs())
         left = self.ctx.tokenizer.padding_side == "left"
         return [torch.as_tensor(o)[0, -n:] if left else torch.as_tensor(o)[0, :n]
                 for o, n in zip(out, self.token_counts(batch))]
@@ -42,8 +40,11 @@ class FeatureExtraction(Task):
         mask = encoded["attention_mask"].bool().cpu()
         return [hidden[i][mask[i]] for i in range(len(batch))]
 
+    def pipeline_kwargs(self) -> Dict[str, Any]:
+        return {"tokenize_kwargs": {"truncation": True, "max_length": self.ctx.max_length}, "return_tensors": True}
+
     def _shape(self, vectors: List[Any]) -> List[Any]:
-        task = self.ctx.task
+        task = self.cfg
         if task.pooling == "none":
             return [[v.tolist()] for v in vectors]  # [1, tokens, hidden] like pipeline()
         return [pool(v.float(), task.pooling, task.normalize).tolist() for v in vectors]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, List
+from typing import Any, Dict, List
 
 from experiments.errors import DataError, ExperimentError
 from experiments.infer.base import Task, short
@@ -22,20 +22,22 @@ class FillMask(Task):
 
     def check_input(self, value: Any) -> Any:
         value = super().check_input(value)
-        mask = self.ctx.tokenizer.mask_token if self.ctx is not None else "[MASK]"
-        text = MASK_PLACEHOLDERS.sub(mask, value)
-        if mask not in text:
+        if not MASK_PLACEHOLDERS.search(value):
             raise DataError(f"fill-mask input has no mask token ([MASK] or <mask>): {short(value)}")
-        return text
+        return value
+
+    def adapt_input(self, value: Any) -> Any:
+        return MASK_PLACEHOLDERS.sub(self.ctx.tokenizer.mask_token, value)
 
     @property
     def top_k(self) -> int:
-        return int(self.ctx.task.top_k or 5)
+        return int(self.cfg.top_k or 5)
+
+    def pipeline_kwargs(self) -> Dict[str, Any]:
+        return {"top_k": self.top_k, "tokenizer_kwargs": {"truncation": True, "max_length": self.ctx.max_length}}
 
     def pipeline(self, batch: List[Any]) -> List[Any]:
-        pipe = self.get_pipeline()
-        out = pipe(batch, batch_size=len(batch), top_k=self.top_k,
-                   tokenizer_kwargs={"truncation": True, "max_length": self.ctx.max_length})
+        out = super().pipeline(batch)
         return [out] if len(batch) == 1 else out  # the pipeline unwraps one-item lists
 
     def manual(self, batch: List[Any]) -> List[Any]:

@@ -22,10 +22,11 @@ class ZeroShotClassification(Task):
     pipeline_task = "zero-shot-classification"
     head = "sequence-classification (NLI)"
 
-    candidate_labels: List[str] = []
     label_names: Optional[List[str]] = None
 
     def choose_auto_class(self, config, task_cfg) -> str:
+        if task_cfg.method not in (None, "nli", "embedding"):
+            raise ExperimentError(f"task.method={task_cfg.method} is not a zero-shot method (nli or embedding)")
         return "AutoModel" if task_cfg.method == "embedding" else "AutoModelForSequenceClassification"
 
     def check_model(self, model, tokenizer, task_cfg) -> None:
@@ -37,9 +38,13 @@ class ZeroShotClassification(Task):
                 f"zero-shot-classification needs an NLI model with an 'entailment' label; this model's labels are "
                 f"[{labels}] (fine-tune one: experiment=rte_minilm, or use task.method=embedding with a sentence encoder)")
 
+    def pipeline_name(self) -> Optional[str]:
+        return "feature-extraction" if self.cfg.method == "embedding" else self.pipeline_task
+
     @property
     def labels(self) -> List[str]:
-        labels = list(self.ctx.task.candidate_labels) or list(self.candidate_labels)
+        """task.candidate_labels, else the dataset's label names."""
+        labels = list(self.cfg.candidate_labels) or list(self.label_names or [])
         if not labels:
             raise ExperimentError("zero-shot-classification needs task.candidate_labels=[a,b,...] "
                                   "(or a dataset with label names)")
@@ -55,25 +60,31 @@ class ZeroShotClassification(Task):
         import torch
 
         ent = entailment_id(self.ctx.model.config)
-        if self.ctx.task.multi_label or logits.shape[1] == 1:
+        if self.cfg.multi_label or logits.shape[1] == 1:
             contradiction = -1 if ent == 0 else 0
             pair = logits[..., [contradiction, ent]]
             return torch.softmax(pair, dim=-1)[..., 1].tolist()
         return torch.softmax(logits[..., ent], dim=-1).tolist()
 
     def pipeline(self, batch: List[Any]) -> List[Any]:
-        if self.ctx.task.method == "embedding":
-            return self._embedding(batch, FeatureExtraction(self.ctx).hidden_pipeline)
-        pipe = self.get_pipeline()
-        out = pipe(batch, candidate_labels=self.labels, hypothesis_template=self.ctx.task.hypothesis_template,
-                   multi_label=self.ctx.task.multi_label, batch_size=len(batch) * len(self.labels))
+        if self.cfg.method == "embedding":
+            features = FeatureExtraction(self.cfg, self.ctx)
+            features._pipe = self.get_pipeline()
+            return self._embedding(batch, features.hidden_pipeline)
+        out = self.get_pipeline()(batch, batch_size=len(batch) * len(self.labels), **self.pipeline_kwargs())
         return [out] if isinstance(out, dict) else out
 
+    def pipeline_kwargs(self) -> Dict[str, Any]:
+        if self.cfg.method == "embedding":
+            return FeatureExtraction(self.cfg, self.ctx).pipeline_kwargs()
+        return {"candidate_labels": self.labels, "hypothesis_template": self.cfg.hypothesis_template,
+                "multi_label": self.cfg.multi_label}
+
     def manual(self, batch: List[Any]) -> List[Any]:
-        if self.ctx.task.method == "embedding":
-            return self._embedding(batch, FeatureExtraction(self.ctx).hidden_manual)
+        if self.cfg.method == "embedding":
+            return self._embedding(batch, FeatureExtraction(self.cfg, self.ctx).hidden_manual)
         tok, model = self.ctx.tokenizer, self.ctx.model
-        labels, template = self.labels, self.ctx.task.hypothesis_template
+        labels, template = self.labels, self.cfg.hypothesis_template
         premises = [text for text in batch for _ in labels]
         hypotheses = [template.format(label) for _ in batch for label in labels]
         encoded = tok(premises, hypotheses, padding=True, truncation="only_first", max_length=self.ctx.max_length,
@@ -85,11 +96,12 @@ class ZeroShotClassification(Task):
     def _embedding(self, batch: List[str], hidden) -> List[Any]:
         import torch
 
-        hypotheses = [self.ctx.task.hypothesis_template.format(label) for label in self.labels]
-        if "label_vectors" not in self.ctx.extra:
-            self.ctx.extra["label_vectors"] = torch.stack([pool(v, "mean", True) for v in hidden(hypotheses)])
+        hypotheses = [self.cfg.hypothesis_template.format(label) for label in self.labels]
+        key = f"label_vectors/{hidden.__name__}"  # label embeddings are computed once per path
+        if key not in self.ctx.extra:
+            self.ctx.extra[key] = torch.stack([pool(v, "mean", True) for v in hidden(hypotheses)])
         texts = torch.stack([pool(v, "mean", True) for v in hidden(batch)])
-        similarity = texts @ self.ctx.extra["label_vectors"].T
+        similarity = texts @ self.ctx.extra[key].T
         return [self._result(text, row) for text, row in zip(batch, similarity.tolist())]
 
     def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
