@@ -50,6 +50,7 @@ def training_arguments(cfg, run_dir: Path):
         logging_steps=t.log_every_n_steps,
         dataloader_num_workers=t.dataloader_num_workers,
         average_tokens_across_devices=False,
+        optim="adamw_torch",  # the same optimizer as our loop, so the two backends compare like for like
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=False,
@@ -151,3 +152,6 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
     finally:
         if tracking is not None:
             tracking.finish()
+        from experiments.train.loop import reset_accelerate_state
+
+        reset_accelerate_state()

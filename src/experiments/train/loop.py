@@ -109,6 +109,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
     set_seed(t.seed)
     exp = build_experiment(cfg, accelerator.main_process_first)
     model = exp.new_model(cfg)
+    n_params = _non_embedding_params(model)
     train_dl, eval_dl = _dataloaders(exp, cfg)
     optimizer = _optimizer(model, t.lr, t.weight_decay)
     model, optimizer, train_dl, eval_dl = accelerator.prepare(model, optimizer, train_dl, eval_dl)
@@ -214,7 +215,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
                     optimizer.zero_grad()
                 state["batches_in_epoch"] += 1
                 state["samples_seen"] += batch["input_ids"].shape[0] * accelerator.num_processes
-                state["flos"] += 6.0 * _num_params(model) * batch["input_ids"].numel() * accelerator.num_processes
+                state["flos"] += 6.0 * n_params * batch["input_ids"].numel() * accelerator.num_processes
                 running_loss += loss.detach().float().item()
                 running_batches += 1
                 if not accelerator.sync_gradients:
@@ -274,14 +275,19 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
         if tracking is not None:
             tracking.finish()
         accelerator.end_training()
+        reset_accelerate_state()
 
 
-_PARAMS: Dict[int, int] = {}
+def reset_accelerate_state() -> None:
+    """Forget this run's Accelerate settings, so a next run in the same process may choose others
+    (e.g. another mixed precision); a distributed worker keeps its process group."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
 
 
-def _num_params(model) -> int:
-    """Non-embedding parameters: the ones every token pays 6 FLOPs each for (forward + backward)."""
-    key = id(model)
-    if key not in _PARAMS:
-        _PARAMS[key] = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
-    return _PARAMS[key]
+
+def _non_embedding_params(model) -> int:
+    """Parameters every token pays 6 FLOPs each for (forward + backward); embeddings are lookups."""
+    return sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
