@@ -13,7 +13,7 @@ from omegaconf import MISSING
 
 MODES = ("train", "infer")
 TRAINER_BACKENDS = ("accelerate", "hf_trainer")
-MIXED_PRECISION = ("no", "fp16", "bf16")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 SCHEDULERS = (
     "linear",
     "cosine",

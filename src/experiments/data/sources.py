@@ -7,7 +7,7 @@ import csv
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 from experiments.config.schema import DatasetConfig
 from experiments.errors import DataError, ExperimentError

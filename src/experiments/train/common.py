@@ -50,6 +50,23 @@ def build_experiment(cfg, main_process_first=None) -> Experiment:
     return Experiment(tokenizer, data, build_collator(tokenizer, cfg.collator, cfg.tokenizer), model_dir, compute)
 
 
+def resolve_mixed_precision(value: str) -> str:
+    """``auto``: bf16 where the hardware runs it fast (GPUs with bf16, CPUs with AVX512-BF16 or AMX),
+    fp16 on older GPUs, else full precision. Other values pass through (fp16 needs a GPU)."""
+    import torch
+
+    if value == "fp16" and not torch.cuda.is_available():
+        raise ExperimentError("trainer.mixed_precision=fp16 needs a GPU; use bf16 or auto on CPU")
+    if value != "auto":
+        return value
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    try:
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
+    except (AttributeError, RuntimeError):
+        return "no"
+
+
 def best_metric_key(cfg, eval_metrics: Dict[str, float]) -> str:
     key = cfg.trainer.metric_for_best
     if key:

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any, Dict
 
 from experiments.errors import ExperimentError
-from experiments.train.common import best_metric_key, build_experiment, hydra_overrides, run_name
+from experiments.train.common import (
+    best_metric_key,
+    build_experiment,
+    hydra_overrides,
+    resolve_mixed_precision,
+    run_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +27,7 @@ def training_arguments(cfg, run_dir: Path):
     from transformers import TrainingArguments
 
     t = cfg.trainer
-    if t.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise ExperimentError("trainer.mixed_precision=fp16 needs a GPU; use bf16 on CPU (fast with AMX) or no")
+    precision = resolve_mixed_precision(t.mixed_precision)
     strategy = "steps" if t.eval_steps else "epoch"
     save_strategy = "steps" if t.save_steps else "epoch"
     return TrainingArguments(
@@ -37,8 +42,8 @@ def training_arguments(cfg, run_dir: Path):
         per_device_eval_batch_size=t.per_device_eval_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         max_grad_norm=t.max_grad_norm,
-        bf16=t.mixed_precision == "bf16",
-        fp16=t.mixed_precision == "fp16",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         seed=t.seed,
         data_seed=t.seed,
         eval_strategy=strategy,
@@ -140,7 +145,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
             "history": history, "train_log": train_log,
             "num_train_samples": len(exp.data.train), "num_eval_samples": len(exp.data.eval),
             "global_batch_size": t.per_device_batch_size * args.world_size * t.gradient_accumulation_steps,
-            "mixed_precision": t.mixed_precision, "resumed_from": str(resume) if resume else None,
+            "mixed_precision": resolve_mixed_precision(t.mixed_precision), "resumed_from": str(resume) if resume else None,
             **environment(args.world_size),
         }
         if trainer.is_world_process_zero():

@@ -10,11 +10,17 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
-from experiments.errors import ExperimentError
 from experiments.train import checkpoints
-from experiments.train.common import best_metric_key, build_experiment, hydra_overrides, is_better, run_name
+from experiments.train.common import (
+    best_metric_key,
+    build_experiment,
+    hydra_overrides,
+    is_better,
+    resolve_mixed_precision,
+    run_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +104,9 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
     from experiments.tracking import Tracking, build_trackers, scrub
 
     t = cfg.trainer
-    if t.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise ExperimentError("trainer.mixed_precision=fp16 needs a GPU; use bf16 on CPU (fast with AMX) or no")
+    precision = resolve_mixed_precision(t.mixed_precision)
     accelerator = Accelerator(
-        mixed_precision=t.mixed_precision,
+        mixed_precision=precision,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
     )
@@ -159,7 +164,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
             "num_train_samples": len(exp.data.train),
             "num_eval_samples": len(exp.data.eval),
             "global_batch_size": t.per_device_batch_size * accelerator.num_processes * t.gradient_accumulation_steps,
-            "mixed_precision": t.mixed_precision,
+            "mixed_precision": precision,
             "resumed_from": str(resume_from) if resume_from else None,
             "distributed_type": str(accelerator.distributed_type).split(".")[-1],
             **environment(accelerator.num_processes),

@@ -1,0 +1,228 @@
+"""Inference throughput per task: this framework's path vs plain pipeline() vs one-by-one calls.
+
+For every task, the same inputs, model and torch threads go through
+  ours/pipeline  length-sorted batches of --batch-size through transformers.pipeline() (inference.path=pipeline)
+  ours/manual    the same batches through tokenizer -> model -> post-processing (inference.path=manual)
+  pipeline(bs)   one plain call: pipeline(inputs, batch_size=--batch-size), inputs in their given order
+  one-by-one     one call per input (pipeline where transformers has the task, else the manual path)
+and items/s (best of --repeats passes, columns interleaved) are printed side by side with ratios. Tasks without a transformers pipeline (question-answering,
+seq2seq summarization / translation) have no pipeline columns.
+
+Models: real MiniLM (feature-extraction) and SmolLM2-135M-Instruct (text-generation); for the other tasks,
+checkpoints with the real models' shapes and random heads / weights, built in a temporary folder: MiniLM
+with a classification / NLI / masked-LM / QA head, and a t5-small-shaped T5 (generation runs a fixed number
+of tokens, so random weights cost what trained ones do). Inputs come from ../shared/data when present.
+
+    python scripts/bench_infer.py                       # all tasks, 64 inputs each, 2 threads
+    python scripts/bench_infer.py --tasks text-classification fill-mask --n 256 --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ALL_TASKS = ["text-classification", "fill-mask", "feature-extraction", "zero-shot-classification",
+             "question-answering", "summarization", "translation", "text-generation"]
+
+
+# --- inputs -----------------------------------------------------------------------------------------------
+def _sentences(data: Optional[Path], n: int) -> List[str]:
+    path = data / "glue" / "SST-2" / "dev.tsv" if data else None
+    if path and path.exists():
+        lines = path.read_text(encoding="utf-8").splitlines()[1:]
+        return [line.split("\t")[0].strip() for line in lines][:n]
+    words = "the film was a long and surprisingly moving story about two friends on the road".split()
+    return [" ".join(words[: 4 + (i * 7) % len(words)]) for i in range(n)]
+
+
+def make_inputs(task: str, data: Optional[Path], n: int) -> List[Any]:
+    if task == "fill-mask":
+        out = []
+        for sentence in _sentences(data, n):
+            words = sentence.split()
+            words[min(2, len(words) - 1)] = "[MASK]"
+            out.append(" ".join(words))
+        return out
+    if task == "question-answering":
+        path = data / "squad" / "xquad.en.json" if data else None
+        if path and path.exists():
+            rows = [{"question": qa["question"], "context": p["context"]}
+                    for a in json.loads(path.read_text())["data"] for p in a["paragraphs"] for qa in p["qas"]]
+            return rows[:n]
+        return [{"question": "Who wrote it?", "context": s * 3} for s in _sentences(None, n)]
+    if task == "summarization":
+        path = data / "summarization" / "xsum_test_1000.jsonl" if data else None
+        if path and path.exists():
+            return [json.loads(line)["document"] for line in path.read_text().splitlines()[:n]]
+        return [" ".join(_sentences(None, 20)) for _ in range(n)]
+    if task == "translation":
+        path = data / "translation" / "multi30k" / "val.en" if data else None
+        if path and path.exists():
+            return [line for line in path.read_text().splitlines() if line.strip()][:n]
+        return _sentences(None, n)
+    if task == "text-generation":
+        return [f"Write one sentence about {s.split()[-1]}." for s in _sentences(data, n)]
+    return _sentences(data, n)
+
+
+# --- models -----------------------------------------------------------------------------------------------
+def build_models(root: Path) -> Dict[str, Path]:
+    """MiniLM with random task heads, and a t5-small-shaped random T5 (both with MiniLM's tokenizer)."""
+    import torch
+    from transformers import (
+        AutoModelForMaskedLM,
+        AutoModelForQuestionAnswering,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    from experiments.resolve import resolve_model
+
+    minilm = str(resolve_model("sentence-transformers/all-MiniLM-L6-v2").path)
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    torch.manual_seed(0)
+    nli = {0: "entailment", 1: "neutral", 2: "contradiction"}
+    models = {
+        "classifier": AutoModelForSequenceClassification.from_pretrained(
+            minilm, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}),
+        "nli": AutoModelForSequenceClassification.from_pretrained(
+            minilm, num_labels=3, id2label=nli, label2id={v: k for k, v in nli.items()}),
+        "mlm": AutoModelForMaskedLM.from_pretrained(minilm),
+        "qa": AutoModelForQuestionAnswering.from_pretrained(minilm),
+        "t5": T5ForConditionalGeneration(T5Config(vocab_size=30522, d_model=512, d_kv=64, d_ff=2048, num_layers=6,
+                                                  num_heads=8, pad_token_id=0, eos_token_id=102,
+                                                  decoder_start_token_id=0)),
+    }
+    paths = {}
+    for name, model in models.items():
+        model.save_pretrained(str(root / name), safe_serialization=True)
+        tokenizer.save_pretrained(str(root / name))
+        paths[name] = root / name
+    return paths
+
+
+MODEL_LABELS = {"text-classification": "minilm+cls", "fill-mask": "minilm+mlm", "feature-extraction": "minilm",
+                "zero-shot-classification": "minilm+nli", "question-answering": "minilm+qa",
+                "summarization": "t5-small*", "translation": "t5-small*", "text-generation": "smollm2"}
+
+
+def task_overrides(task: str, models: Dict[str, Path]) -> List[str]:
+    local = lambda name: ["model=local", f"model.name_or_path={models[name]}"]  # noqa: E731
+    return {
+        "text-classification": local("classifier"),
+        "fill-mask": local("mlm"),
+        "feature-extraction": ["model=minilm"],
+        "zero-shot-classification": local("nli") + ["task.candidate_labels=[positive,negative,neutral]"],
+        "question-answering": local("qa"),
+        "summarization": local("t5") + ["task.max_new_tokens=16", "task.min_new_tokens=16"],
+        "translation": local("t5") + ["task.max_new_tokens=16", "task.min_new_tokens=16"],
+        "text-generation": ["model=smollm2", "task.max_new_tokens=16", "task.min_new_tokens=16"],
+    }[task]
+
+
+# --- timing -----------------------------------------------------------------------------------------------
+def items_per_second(fn: Callable[[], Any], n: int) -> float:
+    import torch
+
+    with torch.inference_mode():
+        start = time.perf_counter()
+        fn()
+        return n / (time.perf_counter() - start)
+
+
+def bench_task(name: str, overrides: List[str], inputs: List[Any], batch_size: int, threads: int,
+               repeats: int = 3) -> Dict[str, Any]:
+    import torch
+
+    from experiments.config.validate import compose, to_typed
+    from experiments.infer import load_task
+    from experiments.infer.batching import plan_batches, run_batches
+
+    cfg = to_typed(compose(["mode=infer", f"task={name}", f"inference.batch_size={batch_size}",
+                            f"inference.num_threads={threads}", *overrides]))
+    task = load_task(cfg)
+    torch.set_num_threads(threads)
+    batch = [task.adapt_input(task.check_input(x)) for x in inputs]
+    batches = plan_batches([task.length(x) for x in batch], batch_size, sort_by_length=True)
+    row: Dict[str, Any] = {"task": name, "model": MODEL_LABELS[name], "n": len(batch)}
+    with torch.inference_mode():  # warm-up: first-call costs stay out of every column
+        task.manual(batch[:2])
+        if task.has_pipeline:
+            task.pipeline(batch[:2])
+    columns: Dict[str, Callable[[], Any]] = {
+        "ours/manual": lambda: run_batches(task.manual, batch, batches, progress=False)}
+    if task.has_pipeline:
+        columns["ours/pipeline"] = lambda: run_batches(task.pipeline, batch, batches, progress=False)
+        pipe, kwargs = task.get_pipeline(), task.pipeline_kwargs  # fresh kwargs per call: pipelines edit them
+        prompts = task.pipeline_inputs(batch)
+        columns[f"pipeline(bs={batch_size})"] = lambda: pipe(prompts, batch_size=batch_size, **kwargs())
+        columns["one-by-one"] = lambda: [pipe(p, **kwargs()) for p in prompts]
+    else:
+        columns["one-by-one"] = lambda: [task.manual([x]) for x in batch]
+    for _ in range(repeats):  # round-robin over the columns; the best of each (the machine may be shared)
+        for label, fn in columns.items():
+            row[label] = max(row.get(label, 0.0), items_per_second(fn, len(batch)))
+    return row
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=ALL_TASKS, choices=ALL_TASKS)
+    parser.add_argument("--n", type=int, default=64, help="inputs per task")
+    parser.add_argument("--n-generate", type=int, default=16, help="inputs for text-generation (SmolLM2)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads for every column")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per column (best is kept)")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    data = args.data if (args.data / "MANIFEST.md").exists() else None
+    print(f"threads={args.threads} batch_size={args.batch_size} repeats={args.repeats} data={data or 'synthetic'} "
+          f"torch={torch.__version__}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        models = build_models(Path(tmp))
+        for name in args.tasks:
+            n = args.n_generate if name == "text-generation" else args.n
+            row = bench_task(name, task_overrides(name, models), make_inputs(name, data, n), args.batch_size,
+                             args.threads, args.repeats)
+            rows.append(row)
+            print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    columns = ["ours/pipeline", "ours/manual", f"pipeline(bs={args.batch_size})", "one-by-one"]
+    header = f"{'task':26} {'model':10} {'n':>4} " + " ".join(f"{c:>15}" for c in columns)
+    header += f" {'ours/plain':>10} {'ours/1-by-1':>11}"
+    print("\nitems/s (higher is better); ours = the faster of ours/pipeline and ours/manual; "
+          "+head: MiniLM with a random task head; t5-small*: t5-small-shaped, random weights")
+    print(header)
+    for row in rows:
+        cells = " ".join(f"{row[c]:15.1f}" if c in row else f"{'n/a':>15}" for c in columns)
+        ours = max(row.get("ours/pipeline", 0.0), row["ours/manual"])
+        plain = row.get(f"pipeline(bs={args.batch_size})")
+        ratio_plain = f"{ours / plain:10.2f}" if plain else f"{'n/a':>10}"
+        print(f"{row['task']:26} {row['model']:10} {row['n']:4d} {cells} {ratio_plain} {ours / row['one-by-one']:11.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO / "src"))
+    main()

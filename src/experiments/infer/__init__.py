@@ -1,0 +1,104 @@
+"""``mode=infer``: run one task over a set of inputs and record outputs, speed and quality.
+
+Entry point :func:`infer`. Each task (see :mod:`experiments.infer.registry`) runs either through
+transformers' ``pipeline()`` (``inference.path=pipeline``, where transformers still has the task) or written
+out by hand (``inference.path=manual``: tokenizer -> model -> post-processing). Both give outputs of the same
+shape, so runs over either path compare directly.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+log = logging.getLogger(__name__)
+
+__all__ = ["infer", "load_task"]
+
+
+def load_task(cfg, task=None):
+    """``cfg.task`` bound to its loaded model and tokenizer: call ``.pipeline(batch)`` / ``.manual(batch)``."""
+    import torch
+
+    from experiments.infer.base import Context
+    from experiments.infer.loading import load_model, pick_device
+    from experiments.infer.registry import task_class
+
+    task = task or task_class(cfg.task.name)(cfg.task)
+    if cfg.inference.num_threads:
+        torch.set_num_threads(cfg.inference.num_threads)
+    device = pick_device(cfg.inference.device)
+    model, tokenizer = load_model(task, cfg, device)
+    task.ctx = Context(cfg, model, tokenizer, device)
+    return task
+
+
+def infer(cfg, run_dir: Path) -> Dict[str, Any]:
+    """Run ``cfg.task`` over the configured inputs; write predictions.jsonl and metrics.json in ``run_dir``."""
+    from experiments.infer.batching import plan_batches, run_batches
+    from experiments.infer.inputs import load_items
+    from experiments.infer.registry import task_class
+    from experiments.infer.report import (
+        PREDICTIONS_FILE,
+        count_tokens,
+        final_metrics,
+        peak_memory_mb,
+        write_predictions,
+    )
+    from experiments.runs import METRICS_FILE, environment, write_json
+
+    inference = cfg.inference
+    task = task_class(cfg.task.name)(cfg.task)
+    items, label_names, source = load_items(task, cfg)  # bad input fails before the model loads
+    if hasattr(task, "label_names"):
+        task.label_names = label_names
+    if task.name == "zero-shot-classification":
+        task.labels  # noqa: B018 - fails now when there are no candidate labels
+
+    start = time.perf_counter()
+    load_task(cfg, task)
+    load_seconds = time.perf_counter() - start
+    device = task.ctx.device
+    inputs = [task.adapt_input(item.input) for item in items]
+
+    use_pipeline = inference.path == "pipeline" and task.has_pipeline
+    if inference.path == "pipeline" and not use_pipeline:
+        log.info("transformers has no %s pipeline for this model: running the model-API implementation",
+                 task.name)
+    if use_pipeline:
+        task.get_pipeline()  # built before the clock starts
+    fn = task.pipeline if use_pipeline else task.manual
+    batches = plan_batches([task.length(x) for x in inputs], inference.batch_size, inference.sort_by_length)
+    run = run_batches(fn, inputs, batches, progress=inference.progress, desc=f"{task.name} ({inference.path})")
+
+    references = [item.reference for item in items]
+    quality = task.quality(run.outputs, references) if any(r is not None for r in references) else {}
+    tokens = count_tokens(task, items, run.outputs)
+    final = final_metrics(len(items), tokens, run.batch_seconds, peak_memory_mb(device), quality)
+
+    write_predictions(run_dir / PREDICTIONS_FILE, items, run.outputs)
+    payload = {
+        "mode": "infer",
+        "task": task.name,
+        "path": inference.path,
+        "implementation": "pipeline" if use_pipeline else "manual",
+        "method": task.method_name(),
+        "model": cfg.model.name_or_path,
+        "model_name": cfg.model.name,
+        "inputs": source,
+        "num_items": len(items),
+        "num_batches": len(batches),
+        "batch_size": inference.batch_size,
+        "sort_by_length": inference.sort_by_length,
+        "load_seconds": load_seconds,
+        "tokens": tokens,
+        "final": final,
+        "batch_seconds": run.batch_seconds,
+        **environment(1),
+        "device": str(device),
+    }
+    write_json(run_dir / METRICS_FILE, payload)
+    log.info("%s: %d items in %.2f s (%.1f items/s) -> %s", task.name, len(items), run.total_seconds,
+             final["items_per_second"], run_dir / PREDICTIONS_FILE)
+    return payload

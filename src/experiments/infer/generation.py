@@ -1,0 +1,228 @@
+"""Generation tasks: text-generation, summarization and translation.
+
+Decoder-only (causal) models run through ``generate`` with left padding; inputs can be wrapped in the
+tokenizer's chat template. transformers 5 removed the summarization and translation pipelines, so
+encoder-decoder models run ``AutoModelForSeq2SeqLM.generate`` with the model's task prefix, and
+causal / chat models are prompted (their ``pipeline`` path is the text-generation pipeline). Outputs keep
+the old pipeline shapes: ``[{"generated_text"}]``, ``[{"summary_text"}]``, ``[{"translation_text"}]``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from experiments.errors import ExperimentError
+from experiments.infer.base import Task, text_field
+
+LANGUAGES = {"en": "English", "de": "German", "fr": "French", "ro": "Romanian", "es": "Spanish", "it": "Italian",
+             "nl": "Dutch", "pt": "Portuguese", "ru": "Russian", "zh": "Chinese", "ja": "Japanese", "cs": "Czech"}
+
+
+def language_name(code: Optional[str]) -> str:
+    return LANGUAGES.get(str(code).lower(), str(code)) if code else ""
+
+
+class Generation(Task):
+    """Shared generate() plumbing for causal and seq2seq models."""
+
+    output_key = "generated_text"
+
+    # --- model --------------------------------------------------------------------------------------
+    def method_name(self) -> str:
+        return "causal"
+
+    def prepare_tokenizer(self, tokenizer, model) -> None:
+        if not model.config.is_encoder_decoder:
+            tokenizer.padding_side = "left"  # decoder-only models continue from the right end
+        if tokenizer.pad_token is None:
+            if tokenizer.eos_token is None:
+                raise ExperimentError("generation needs a tokenizer with a pad or eos token")
+            tokenizer.pad_token = tokenizer.eos_token
+
+    def use_chat(self) -> bool:
+        chat = self.cfg.chat
+        has_template = getattr(self.ctx.tokenizer, "chat_template", None) is not None
+        if chat and not has_template:
+            raise ExperimentError("task.chat=true but the tokenizer has no chat template")
+        return has_template if chat is None else bool(chat)
+
+    def generate_kwargs(self) -> Dict[str, Any]:
+        task = self.cfg
+        kwargs: Dict[str, Any] = {"max_new_tokens": task.max_new_tokens, "num_beams": task.num_beams,
+                                  "do_sample": task.do_sample}
+        if task.min_new_tokens:
+            kwargs["min_new_tokens"] = task.min_new_tokens
+        kwargs.update(task.options)
+        kwargs.update(self.ctx.cfg.inference.options)
+        return kwargs
+
+    # --- prompts ------------------------------------------------------------------------------------
+    def prompt(self, value: str) -> Any:
+        """What the causal model reads for one input: the text, or a one-message chat."""
+        return [{"role": "user", "content": value}] if self.use_chat() else value
+
+    def _causal_manual(self, prompts: List[Any]) -> List[str]:
+        tok, model = self.ctx.tokenizer, self.ctx.model
+        ids = []
+        for prompt in prompts:
+            if isinstance(prompt, list):
+                ids.append(list(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                                        return_dict=True)["input_ids"]))
+            else:
+                ids.append(tok(prompt)["input_ids"])
+        batch = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.ctx.device)
+        kwargs = self.generate_kwargs()
+        kwargs.setdefault("pad_token_id", tok.pad_token_id)
+        out = model.generate(**batch, **kwargs)
+        return tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def pipeline_kwargs(self) -> Dict[str, Any]:
+        return {"return_full_text": False, **self.generate_kwargs()}
+
+    def _causal_pipeline(self, prompts: List[Any]) -> List[str]:
+        out = self.get_pipeline()(prompts, batch_size=len(prompts), **self.pipeline_kwargs())
+        return [o[0]["generated_text"] for o in out]
+
+    def output_text(self, output: Any) -> Optional[str]:
+        return output[0][self.output_key]
+
+
+class TextGeneration(Generation):
+    name = "text-generation"
+    pipeline_task = "text-generation"
+    auto_class = "AutoModelForCausalLM"
+    head = "causal-LM"
+
+    def check_model(self, model, tokenizer, task_cfg) -> None:
+        if model.config.is_encoder_decoder:
+            raise ExperimentError("text-generation needs a decoder-only (causal) model; for an encoder-decoder "
+                                  "model use task=summarization or task=translation")
+
+    def pipeline_inputs(self, batch: List[Any]) -> List[Any]:
+        return [self.prompt(x) for x in batch]
+
+    def pipeline(self, batch: List[Any]) -> List[Any]:
+        return [[{"generated_text": t}] for t in self._causal_pipeline(self.pipeline_inputs(batch))]
+
+    def manual(self, batch: List[Any]) -> List[Any]:
+        return [[{"generated_text": t}] for t in self._causal_manual(self.pipeline_inputs(batch))]
+
+
+class Seq2SeqTask(Generation):
+    """summarization / translation: seq2seq generate() with a prefix, or a prompted causal model."""
+
+    pipeline_task = None  # removed from transformers 5; causal models use the text-generation pipeline
+    head = "seq2seq-LM"
+
+    def choose_auto_class(self, config, task_cfg) -> str:
+        method = task_cfg.method or ("seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal")
+        if method == "seq2seq" and not getattr(config, "is_encoder_decoder", False):
+            raise ExperimentError(f"task.method=seq2seq needs an encoder-decoder model; this one is "
+                                  f"'{config.model_type}' (use task.method=causal to prompt it)")
+        if method not in ("seq2seq", "causal"):
+            raise ExperimentError(f"task.method={method} is not a {self.name} method (seq2seq or causal)")
+        return "AutoModelForSeq2SeqLM" if method == "seq2seq" else "AutoModelForCausalLM"
+
+    def method_name(self) -> str:
+        return "seq2seq" if self.ctx.model.config.is_encoder_decoder else "causal"
+
+    @property
+    def has_pipeline(self) -> bool:
+        return self.ctx is not None and self.method_name() == "causal"
+
+    def pipeline_name(self) -> Optional[str]:
+        return "text-generation" if self.has_pipeline else None
+
+    def task_params_key(self) -> str:
+        return self.name
+
+    def default_prefix(self) -> str:
+        params = getattr(self.ctx.model.config, "task_specific_params", None) or {}
+        return str(params.get(self.task_params_key(), {}).get("prefix", "") or "")
+
+    def prefix(self) -> str:
+        return self.cfg.prefix if self.cfg.prefix is not None else self.default_prefix()
+
+    def format_prompt(self, text: str) -> str:
+        task = self.cfg
+        return (task.prompt or "{text}").format(text=text, source=language_name(task.source_lang),
+                                                  target=language_name(task.target_lang))
+
+    def _truncate(self, text: str) -> str:
+        """The source text cut to ``max_length`` tokens (causal prompts must keep their instruction)."""
+        tok = self.ctx.tokenizer
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= self.ctx.max_length else tok.decode(ids[: self.ctx.max_length])
+
+    def pipeline_inputs(self, batch: List[Any]) -> List[Any]:
+        return [self.prompt(self.format_prompt(self._truncate(x))) for x in batch]
+
+    def _generate(self, batch: List[str], use_pipeline: bool) -> List[str]:
+        if self.method_name() == "causal":
+            prompts = self.pipeline_inputs(batch)
+            texts = self._causal_pipeline(prompts) if use_pipeline else self._causal_manual(prompts)
+            return [t.strip() for t in texts]
+        tok, model = self.ctx.tokenizer, self.ctx.model
+        prefix = self.prefix()
+        encoded = tok([prefix + x for x in batch], padding=True, truncation=True, max_length=self.ctx.max_length,
+                      return_token_type_ids=False, return_tensors="pt").to(self.ctx.device)
+        out = model.generate(**encoded, **self.generate_kwargs())
+        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+
+    def pipeline(self, batch: List[Any]) -> List[Any]:
+        return [[{self.output_key: t}] for t in self._generate(batch, use_pipeline=self.has_pipeline)]
+
+    def manual(self, batch: List[Any]) -> List[Any]:
+        return [[{self.output_key: t}] for t in self._generate(batch, use_pipeline=False)]
+
+
+class Summarization(Seq2SeqTask):
+    name = "summarization"
+    output_key = "summary_text"
+
+    def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
+        from experiments import metrics
+
+        pairs = [(self.output_text(o), str(r)) for o, r in zip(outputs, references) if r is not None]
+        if not pairs:
+            return {}
+        scores = metrics.load("rouge").compute(predictions=[p for p, _ in pairs], references=[r for _, r in pairs])
+        return {key: float(value) for key, value in scores.items()}
+
+
+class Translation(Seq2SeqTask):
+    name = "translation"
+    output_key = "translation_text"
+
+    def task_params_key(self) -> str:
+        return f"translation_{self.cfg.source_lang}_to_{self.cfg.target_lang}"
+
+    def default_prefix(self) -> str:
+        prefix = super().default_prefix()
+        if not prefix and self.ctx.model.config.model_type == "t5":
+            task = self.cfg
+            prefix = f"translate {language_name(task.source_lang)} to {language_name(task.target_lang)}: "
+        return prefix
+
+    def from_record(self, record: Dict[str, Any], text_column: Optional[str] = None) -> Any:
+        """The source-language column (named by task.source_lang) when the row has one."""
+        source = self.cfg.source_lang
+        if source and source in record:
+            return record[source]
+        return text_field(record, text_column)
+
+    def reference_from_record(self, record: Dict[str, Any], reference_column: Optional[str] = None) -> Any:
+        target = self.cfg.target_lang
+        if target and target in record:
+            return record[target]
+        return super().reference_from_record(record, reference_column)
+
+    def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
+        from experiments import metrics
+
+        pairs = [(self.output_text(o), str(r)) for o, r in zip(outputs, references) if r is not None]
+        if not pairs:
+            return {}
+        predictions, refs = [p for p, _ in pairs], [r for _, r in pairs]
+        bleu = metrics.load("sacrebleu").compute(predictions=predictions, references=refs)["score"]
+        chrf = metrics.load("chrf").compute(predictions=predictions, references=refs)["score"]
+        return {"bleu": float(bleu), "chrf": float(chrf)}

@@ -1,0 +1,126 @@
+"""Where inputs come from: the command line, a file (txt, jsonl, csv), or a dataset split."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any, List, Optional, Tuple
+
+from experiments.config.schema import ExperimentConfig
+from experiments.errors import DataError
+from experiments.infer.base import Item, Task
+
+log = logging.getLogger(__name__)
+
+FILE_TYPES = (".txt", ".jsonl", ".json", ".csv", ".tsv")
+
+
+def read_records(path: Path) -> List[Any]:
+    """Rows of an input file: strings for .txt (one per non-empty line), dicts for .jsonl/.json/.csv/.tsv."""
+    if not path.is_file():
+        raise DataError(f"input file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in FILE_TYPES:
+        raise DataError(f"input file {path.name}: unknown type '{suffix}' (use {', '.join(FILE_TYPES)})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"input file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not text.strip():
+        raise DataError(f"input file {path} is empty")
+    if suffix == ".txt":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            return list(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"input file {path}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
+    if suffix in (".jsonl", ".json"):
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"input file {path}, line {number}: invalid JSON ({exc.msg})") from None
+        return rows
+    reader = csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
+    rows = [dict(row) for row in reader]
+    if not rows:
+        raise DataError(f"input file {path} has a header but no rows")
+    return rows
+
+
+def _item(task: Task, index: int, row: Any, text_column: Optional[str], reference_column: Optional[str]) -> Item:
+    if isinstance(row, dict):
+        record = {str(k): v for k, v in row.items()}
+        value = task.from_record(record, text_column)
+        reference = task.reference_from_record(record, reference_column)
+        identifier = record.get("id", record.get("idx", index))
+        return Item(str(identifier), value, reference)
+    if isinstance(row, str):
+        return Item(str(index), task.from_text(row))
+    return Item(str(index), row)
+
+
+def from_dataset(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optional[List[str]], str]:
+    """Items of ``inference.split`` (default: dataset.eval_split) and the dataset's label names."""
+    from datasets import ClassLabel
+
+    from experiments.data.sources import load_raw
+
+    data_cfg = cfg.dataset
+    raw = load_raw(data_cfg, cfg.paths.mirror)
+    split = cfg.inference.split or data_cfg.eval_split or next(iter(raw))
+    if split not in raw:
+        if cfg.inference.split is None and len(raw) >= 1:
+            split = next(iter(raw))
+        else:
+            raise DataError(f"dataset '{data_cfg.name}' has no split '{split}' (splits: {', '.join(raw)})")
+    rows = raw[split]
+    if cfg.inference.max_samples:
+        rows = rows.select(range(min(cfg.inference.max_samples, len(rows))))
+    feature = rows.features.get(data_cfg.label_column)
+    names = list(feature.names) if isinstance(feature, ClassLabel) else (list(data_cfg.label_names or []) or None)
+    items = []
+    for index, row in enumerate(rows):
+        record = dict(row)
+        if data_cfg.text_pair_column and data_cfg.text_pair_column in record:
+            record["text_pair"] = record[data_cfg.text_pair_column]
+        item = _item(task, index, record, data_cfg.text_column, data_cfg.label_column)
+        if isinstance(item.reference, int) and item.reference < 0:  # unlabelled test rows (GLUE: -1)
+            item.reference = None
+        items.append(item)
+    return items, names, f"dataset {data_cfg.name}:{split}"
+
+
+def load_items(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optional[List[str]], str]:
+    """(items, dataset label names or None, a description of the source); every input checked."""
+    inference = cfg.inference
+    names: Optional[List[str]] = None
+    if inference.inputs:
+        rows = list(inference.inputs)
+        items = [_item(task, i, r, inference.text_column, inference.reference_column) for i, r in enumerate(rows)]
+        source = "command line"
+    elif inference.input_file:
+        path = Path(inference.input_file).expanduser()
+        if not path.is_absolute():
+            path = Path(cfg.paths.root_dir).expanduser() / path
+        rows = read_records(path.resolve())
+        items = [_item(task, i, r, inference.text_column, inference.reference_column) for i, r in enumerate(rows)]
+        source = f"file {path}"
+    else:
+        items, names, source = from_dataset(task, cfg)
+    if inference.max_samples:
+        items = items[: inference.max_samples]
+    if not items:
+        raise DataError(f"no inputs in {source}")
+    for item in items:
+        try:
+            item.input = task.check_input(item.input)
+        except DataError as exc:
+            raise DataError(f"input {item.id}: {exc}") from None
+    log.info("%d inputs from %s", len(items), source)
+    return items, names, source

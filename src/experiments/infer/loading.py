@@ -1,0 +1,70 @@
+"""Load the model and tokenizer a task needs, and refuse checkpoints that lack the task's head."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Tuple
+
+from experiments.config.schema import ExperimentConfig
+from experiments.errors import ExperimentError
+from experiments.infer.base import Task
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ExperimentError(f"inference.device={name} but no CUDA device is available")
+    return torch.device(name)
+
+
+def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any]:
+    """(model in eval mode on ``device``, tokenizer) for ``task``; one-line errors for unusable checkpoints."""
+    import transformers
+    from transformers import AutoConfig
+
+    from experiments.modeling import load_tokenizer, resolve, torch_dtype
+
+    model_cfg = cfg.model
+    resolved = resolve(model_cfg, cfg.paths.mirror)
+    extra = {"gguf_file": model_cfg.gguf_file} if model_cfg.gguf_file else {}
+    where = f"model '{model_cfg.name_or_path}'"
+    try:
+        config = AutoConfig.from_pretrained(str(resolved.path), trust_remote_code=model_cfg.trust_remote_code,
+                                            **extra, **dict(model_cfg.config_overrides))
+    except (OSError, ValueError) as exc:
+        raise ExperimentError(f"cannot read the config of {where}: {str(exc).splitlines()[0][:200]}") from None
+    auto_name = task.choose_auto_class(config, cfg.task)
+    auto = getattr(transformers, auto_name)
+    try:
+        model, info = auto.from_pretrained(
+            str(resolved.path), config=config, dtype=torch_dtype(model_cfg.dtype),
+            trust_remote_code=model_cfg.trust_remote_code, output_loading_info=True,
+            **({} if model_cfg.gguf_file else {"use_safetensors": True}), **extra)
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):
+            raise ExperimentError(f"{where} ({config.model_type}) has no {task.head} head for task {task.name} "
+                                  f"({auto_name} does not support it)") from None
+        raise ExperimentError(f"cannot load {where}: {str(exc).splitlines()[0][:200]}") from None
+    except OSError as exc:
+        raise ExperimentError(f"cannot load {where}: {str(exc).splitlines()[0][:200]}") from None
+    # A base encoder loaded from a checkpoint with a head lacks only the (unused) pooler.
+    missing = [k for k in info.get("missing_keys", []) if "pooler" not in k]
+    if missing:
+        arch = ", ".join(config.architectures or [config.model_type])
+        raise ExperimentError(f"{where} ({arch}) has no {task.head} head for task {task.name}: "
+                              f"{len(missing)} weights missing (e.g. {missing[0]}); use a checkpoint trained for it")
+    tokenizer = load_tokenizer(resolved.path, cfg.tokenizer, model_cfg, cfg.paths.mirror)
+    # Pipelines truncate at model_max_length: make it the configured limit so both paths read the same tokens.
+    limit = int(cfg.task.max_length or cfg.tokenizer.max_length)
+    if not tokenizer.model_max_length or tokenizer.model_max_length > limit:
+        tokenizer.model_max_length = limit
+    task.prepare_tokenizer(tokenizer, model)
+    task.check_model(model, tokenizer, cfg.task)
+    model.eval()
+    model.to(device)
+    log.info("loaded %s as %s (%s) on %s", model_cfg.name_or_path, type(model).__name__, resolved.origin, device)
+    return model, tokenizer

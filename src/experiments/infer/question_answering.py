@@ -1,0 +1,148 @@
+"""question-answering (extractive): start/end logits -> best answer span with character offsets.
+
+transformers 5 has no question-answering pipeline; this is its algorithm on the model API: the context
+is split into windows of ``max_length`` tokens overlapping by ``doc_stride``; in each window, start and
+end probabilities (softmax over context tokens) give span scores ``p_start * p_end`` for spans of at most
+``max_answer_len`` tokens; the best spans over all windows win. Outputs have the old pipeline's shape:
+``{"score", "start", "end", "answer"}`` (a list of them when ``top_k > 1``).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from experiments.errors import DataError, ExperimentError
+from experiments.infer.base import Task, short
+
+
+def decode_spans(start: np.ndarray, end: np.ndarray, top_k: int, max_answer_len: int,
+                 allowed: np.ndarray):
+    """The ``top_k`` best (start, end, score) token spans with ``start <= end < start + max_answer_len``."""
+    outer = np.matmul(start[:, None], end[None, :])
+    candidates = np.tril(np.triu(outer), max_answer_len - 1)
+    flat = candidates.flatten()
+    if top_k == 1:
+        order = np.array([np.argmax(flat)])
+    elif len(flat) < top_k:
+        order = np.argsort(-flat)
+    else:
+        order = np.argpartition(-flat, top_k)[:top_k]
+        order = order[np.argsort(-flat[order])]
+    starts, ends = np.unravel_index(order, candidates.shape)
+    keep = np.isin(starts, allowed.nonzero()) & np.isin(ends, allowed.nonzero())
+    starts, ends = starts[keep], ends[keep]
+    return starts, ends, candidates[starts, ends]
+
+
+class QuestionAnswering(Task):
+    name = "question-answering"
+    pipeline_task = None
+    auto_class = "AutoModelForQuestionAnswering"
+    head = "question-answering (span)"
+
+    def check_model(self, model, tokenizer, task_cfg) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ExperimentError("question-answering needs a fast tokenizer (character offsets); set tokenizer.use_fast=true")
+
+    def from_text(self, text: str) -> Any:
+        return {"question": text}
+
+    def from_record(self, record: Dict[str, Any], text_column: Optional[str] = None) -> Any:
+        question = record.get(text_column or "question")
+        return {"question": question, "context": record.get("context")}
+
+    def reference_from_record(self, record: Dict[str, Any], reference_column: Optional[str] = None) -> Any:
+        value = record.get(reference_column) if reference_column else record.get("answers", record.get("answer"))
+        if value in (None, "", []):
+            return None
+        if isinstance(value, dict):
+            return {"text": list(value.get("text", [])), "answer_start": [int(a) for a in value.get("answer_start", [])]}
+        texts = [value] if isinstance(value, str) else list(value)
+        context = str(record.get("context") or "")
+        return {"text": texts, "answer_start": [context.find(t) for t in texts]}
+
+    def check_input(self, value: Any) -> Any:
+        if not isinstance(value, dict) or not str(value.get("context") or "").strip():
+            raise DataError(f"question-answering input without a context: {short(value)} "
+                            f"(give {{question: ..., context: ...}})")
+        if not str(value.get("question") or "").strip():
+            raise DataError(f"question-answering input without a question: {short(value)}")
+        return {"question": str(value["question"]), "context": str(value["context"])}
+
+    def length(self, value: Any) -> int:
+        return len(value["question"]) + len(value["context"])
+
+    def input_text(self, value: Any) -> List[str]:
+        return [value["question"], value["context"]]
+
+    def pipeline(self, batch: List[Any]) -> List[Any]:
+        return self.manual(batch)  # no question-answering pipeline in transformers 5
+
+    def manual(self, batch: List[Any]) -> List[Any]:
+        tok, model, task = self.ctx.tokenizer, self.ctx.model, self.cfg
+        max_length = self.ctx.max_length
+        question_first = tok.padding_side == "right"
+        questions = [x["question"].lstrip() for x in batch]
+        contexts = [x["context"] for x in batch]
+        for question, ids in zip(questions, tok(questions, add_special_tokens=False)["input_ids"]):
+            if len(ids) > task.max_question_len:
+                raise DataError(f"question longer than task.max_question_len={task.max_question_len} tokens: "
+                                f"{short(question)}")
+        encoded = tok(questions if question_first else contexts, contexts if question_first else questions,
+                      truncation="only_second" if question_first else "only_first", max_length=max_length,
+                      stride=min(task.doc_stride, max_length // 2), return_overflowing_tokens=True,
+                      return_offsets_mapping=True, padding=True, return_tensors="pt")
+        sample_of = encoded.pop("overflow_to_sample_mapping").tolist()
+        offsets = encoded.pop("offset_mapping").tolist()
+        inputs = {k: v.to(self.ctx.device) for k, v in encoded.items() if k in tok.model_input_names}
+        result = model(**inputs)
+        start_logits = result.start_logits.detach().float().cpu().numpy()
+        end_logits = result.end_logits.detach().float().cpu().numpy()
+        attention = encoded["attention_mask"].numpy()
+        context_index = 1 if question_first else 0
+        top_k = int(task.top_k or 1)
+        answers: List[List[Dict[str, Any]]] = [[] for _ in batch]
+        null_score = [1e6] * len(batch)
+        for feature, sample in enumerate(sample_of):
+            sequence_ids = encoded.sequence_ids(feature)
+            allowed = np.array([s == context_index for s in sequence_ids], dtype=int) & attention[feature]
+            start = np.where(allowed == 0, -10000.0, start_logits[feature])
+            end = np.where(allowed == 0, -10000.0, end_logits[feature])
+            start = np.exp(start - start.max())
+            start = start / start.sum()
+            end = np.exp(end - end.max())
+            end = end / end.sum()
+            if task.handle_impossible_answer:
+                null_score[sample] = min(null_score[sample], float(start[0] * end[0]))
+            start[0] = end[0] = 0.0
+            starts, ends, scores = decode_spans(start, end, top_k, task.max_answer_len, allowed)
+            context = contexts[sample]
+            for s, e, score in zip(starts, ends, scores):
+                begin, finish = offsets[feature][s][0], offsets[feature][e][1]
+                answers[sample].append({"score": float(score), "start": int(begin), "end": int(finish),
+                                        "answer": context[begin:finish]})
+        outputs = []
+        for sample, found in enumerate(answers):
+            if task.handle_impossible_answer:
+                found.append({"score": null_score[sample], "start": 0, "end": 0, "answer": ""})
+            found = sorted(found, key=lambda a: a["score"], reverse=True)[:top_k]
+            if not found:
+                found = [{"score": 0.0, "start": 0, "end": 0, "answer": ""}]
+            outputs.append(found[0] if top_k == 1 else found)
+        return outputs
+
+    def output_text(self, output: Any) -> Optional[str]:
+        return None
+
+    def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
+        from experiments import metrics
+
+        rows = [(i, o, r) for i, (o, r) in enumerate(zip(outputs, references)) if r is not None]
+        if not rows:
+            return {}
+        predictions = [{"id": str(i), "prediction_text": (o[0] if isinstance(o, list) else o)["answer"]}
+                       for i, o, _ in rows]
+        refs = [{"id": str(i), "answers": r} for i, _, r in rows]
+        scores = metrics.load("squad").compute(predictions=predictions, references=refs)
+        return {"exact_match": float(scores["exact_match"]), "f1": float(scores["f1"])}
