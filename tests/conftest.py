@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +19,7 @@ for _key, _value in {
     os.environ[_key] = _value
 os.environ.pop("WANDB_API_KEY", None)
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+from cli_helpers import REPO, SHARED_DATA, run_cli  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -43,14 +40,6 @@ def minilm_dir() -> Path:
     from experiments.resolve import resolve_model
 
     return resolve_model("sentence-transformers/all-MiniLM-L6-v2").path
-
-
-def run_cli(*overrides: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600,
-            multirun: bool = False) -> subprocess.CompletedProcess:
-    """``python run.py <overrides>`` in a subprocess, as a user would type it."""
-    cmd = [sys.executable, str(REPO / "run.py")] + (["-m"] if multirun else []) + list(overrides)
-    full_env = dict(os.environ, **(env or {}))
-    return subprocess.run(cmd, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

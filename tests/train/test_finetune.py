@@ -14,7 +14,7 @@ TINY_BBC = ["dataset.max_train_samples=320", "dataset.max_eval_samples=160", "to
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory):
-    from conftest import run_cli
+    from cli_helpers import run_cli
 
     run_dir = tmp_path_factory.mktemp("bbc") / "run"
     result = run_cli(*TINY_BBC, "logger=many", "logger.project=tests", f"hydra.run.dir={run_dir}")

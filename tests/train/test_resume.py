@@ -19,7 +19,7 @@ RUN = ["dataset.max_train_samples=192", "dataset.max_eval_samples=48", "tokenize
 
 
 def _start(run_dir, *extra):
-    from conftest import REPO
+    from cli_helpers import REPO
 
     cmd = [sys.executable, str(REPO / "run.py"), *RUN, f"hydra.run.dir={run_dir}", *extra]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
