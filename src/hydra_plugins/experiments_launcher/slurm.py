@@ -49,9 +49,17 @@ class _AccelerateMixin:
 
     params: Dict[str, Any]
 
-    def _check(self) -> None:
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         if int(self.params.get("tasks_per_node") or 1) != 1:
             raise ValueError("hydra.launcher.tasks_per_node must be 1: accelerate launch starts one process per GPU")
+
+    def launch(self, job_overrides, initial_job_idx):
+        returns = super().launch(job_overrides, initial_job_idx)
+        from experiments.sweep.summary import summarize
+
+        summarize(self.config)
+        return returns
 
     def __call__(self, sweep_overrides: List[str], job_dir_key: str, job_num: int, job_id: str,
                  singleton_state: Dict[type, Singleton]) -> JobReturn:
@@ -76,25 +84,7 @@ class _AccelerateMixin:
 if SlurmLauncher is not None:
 
     class SlurmAccelerateLauncher(_AccelerateMixin, SlurmLauncher):
-        def __init__(self, **params: Any) -> None:
-            super().__init__(**params)
-            self._check()
-
-        def launch(self, job_overrides, initial_job_idx):
-            returns = super().launch(job_overrides, initial_job_idx)
-            from experiments.sweep.summary import summarize
-
-            summarize(self.config)
-            return returns
+        """Each job as `accelerate launch` across the GPUs of its Slurm allocation."""
 
     class LocalAccelerateLauncher(_AccelerateMixin, LocalLauncher):
-        def __init__(self, **params: Any) -> None:
-            super().__init__(**params)
-            self._check()
-
-        def launch(self, job_overrides, initial_job_idx):
-            returns = super().launch(job_overrides, initial_job_idx)
-            from experiments.sweep.summary import summarize
-
-            summarize(self.config)
-            return returns
+        """The same on submitit's local executor (tests, a single workstation)."""
