@@ -145,7 +145,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
             "history": history, "train_log": train_log,
             "num_train_samples": len(exp.data.train), "num_eval_samples": len(exp.data.eval),
             "global_batch_size": t.per_device_batch_size * args.world_size * t.gradient_accumulation_steps,
-            "mixed_precision": resolve_mixed_precision(t.mixed_precision), "resumed_from": str(resume) if resume else None,
+            "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no", "resumed_from": str(resume) if resume else None,
             **environment(args.world_size),
         }
         if trainer.is_world_process_zero():
