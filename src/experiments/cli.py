@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -24,23 +23,32 @@ def _user_overrides(argv: List[str]) -> Optional[List[str]]:
 
 def main() -> None:
     """Console entry point: one-line errors with exit code 2 for bad input, before any run dir exists."""
+    from experiments import interrupts
     from experiments.config import schema
     from experiments.config.validate import check_overrides, conf_dir
     from experiments.errors import ExperimentError
+    from experiments.rundir import plan_single_run
 
     argv = sys.argv[1:]
     overrides = _user_overrides(argv)
     multirun = "-m" in argv or "--multirun" in argv
+    if not multirun:  # a sweep's parent leaves signals to its launcher; each job installs its own
+        interrupts.current().install()  # first: Ctrl-C at any moment from here on is one line
     sweeper_chosen = any(o.startswith("hparams_search=") for o in (overrides or []))
     if overrides is not None and not sweeper_chosen:
         try:
             check_overrides(overrides)
+            if not multirun:
+                sys.argv += plan_single_run(overrides)
         except ExperimentError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)
     elif overrides is not None and not multirun:
         print("error: hparams_search=... runs a sweep: add -m (python run.py -m hparams_search=...)", file=sys.stderr)
         sys.exit(2)
+    from experiments.sweep.preflight import check_sweep_or_exit
+
+    check_sweep_or_exit(overrides, multirun)  # sweep dir in use without resume, search-space typos: exit 2
 
     import hydra
 
@@ -54,10 +62,14 @@ def run_job(cfg) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from experiments import interrupts
     from experiments.config.validate import to_typed
     from experiments.errors import ExperimentError
+    from experiments.interrupts import Interrupted
+    from experiments.rundir import remove_created
     from experiments.runs import finish_run, start_run
 
+    interrupts.current().install()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -81,18 +93,12 @@ def run_job(cfg) -> Optional[float]:
         log.error("%s", exc)
         if multirun:
             raise
-        _remove_if_empty_run(run_dir)
+        if exc.exit_code == 2 or isinstance(exc, Interrupted):  # leave nothing this invocation made behind
+            # (remove_created keeps a run dir that holds a checkpoint or metrics: that is a run to resume)
+            logging.shutdown()
+            remove_created(run_dir)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-
-
-def _remove_if_empty_run(run_dir: Path) -> None:
-    """A run that failed on bad input leaves no half-written directory (only Hydra's own files there)."""
-    if run_dir.is_dir() and all(p.name in (".hydra", "config.yaml") or p.suffix == ".log" for p in run_dir.iterdir()):
-        shutil.rmtree(run_dir, ignore_errors=True)
-        parent = run_dir.parent
-        if parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
 
 
 if __name__ == "__main__":

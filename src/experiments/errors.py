@@ -13,3 +13,9 @@ class ResolutionError(ExperimentError):
 
 class DataError(ExperimentError):
     """Rows or files that cannot be read as the config says."""
+
+
+class TrainingDiverged(ExperimentError):
+    """The loss became NaN or infinite: the run stops (exit 3) instead of training and saving garbage."""
+
+    exit_code = 3

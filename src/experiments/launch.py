@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from experiments.errors import ExperimentError
+from experiments.interrupts import Interrupted
 
 log = logging.getLogger(__name__)
 
 WORKER_MODULE = "experiments.worker"
+ERROR_FILE_ENV = "EXPERIMENTS_ERROR_FILE"  # where rank 0 writes the one-line error of a deliberate stop
 
 
 def in_distributed_worker() -> bool:
@@ -63,9 +65,72 @@ def launch_workers(cfg, run_dir: Path) -> Dict[str, Any]:
                               f"{torch.cuda.device_count()} GPU(s) are visible")
     cmd = launch_command(cfg, run_dir)
     log.info("launching %d processes: %s", cfg.trainer.num_processes, " ".join(cmd))
-    result = subprocess.run(cmd, env=env)
-    if result.returncode != 0:
-        error_file = run_dir / "error.txt"
-        detail = error_file.read_text().strip() if error_file.exists() else f"see {run_dir}"
-        raise ExperimentError(f"{cfg.trainer.num_processes}-process run failed (exit {result.returncode}): {detail}")
+    error_file = run_dir / f".error-{os.getpid()}.txt"  # this invocation's: an earlier attempt's never counts
+    env[ERROR_FILE_ENV] = str(error_file)
+    returncode, signum = _wait_forwarding_signals(cmd, env, run_dir / "launch.log", error_file)
+    detail = error_file.read_text().strip() if error_file.exists() else f"see {run_dir}/launch.log"
+    error_file.unlink(missing_ok=True)
+    if signum is not None:
+        raise Interrupted(signum, detail if not detail.startswith("see ") else "")
+    if returncode != 0:
+        error = ExperimentError(f"{cfg.trainer.num_processes}-process run failed (exit {returncode}): {detail}")
+        error.exit_code = returncode if returncode in (2, 3) else 1  # bad input / diverged, as in one process
+        raise error
     return read_metrics(run_dir)
+
+
+def _wait_forwarding_signals(cmd: List[str], env: Dict[str, str], log_path: Path, error_file: Path):
+    """Run the launcher in its own session and pass Ctrl-C / SIGTERM on as one SIGTERM, which torch's
+    launcher hands to every rank: each rank checkpoints at the next step and stops (no rank is killed
+    mid-write). Returns (exit code, the signal received or None)."""
+    import signal
+    import threading
+
+    from experiments import interrupts
+
+    stop = interrupts.current()
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
+    relay = threading.Thread(target=_relay_stderr, args=(proc, log_path, error_file), daemon=True)
+    relay.start()
+    stop.deferring = True
+    forwarded = False
+    try:
+        while True:
+            try:
+                code = proc.wait(timeout=0.2)
+                relay.join()
+                return code, stop.signum
+            except subprocess.TimeoutExpired:
+                if stop.requested and not forwarded:
+                    proc.send_signal(signal.SIGTERM)
+                    forwarded = True
+    finally:
+        stop.deferring = False
+        if proc.poll() is None:  # a second signal: stop now
+            proc.kill()
+
+
+_LAUNCHER_TRACE = b"Traceback (most recent call last)"
+
+
+def _relay_stderr(proc, log_path: Path, error_file: Path) -> None:
+    """Workers' stderr to the console as it comes (progress bars), all of it to launch.log. From the first
+    traceback on, output is held back: when a rank stopped on purpose (its one-line error is in error_file)
+    the launcher's report of the exit stays in launch.log; a real crash is shown whole."""
+    held = b""
+    with log_path.open("ab") as log_file:
+        for chunk in iter(lambda: proc.stderr.read1(65536), b""):
+            log_file.write(chunk)
+            if not held and _LAUNCHER_TRACE in chunk:
+                shown, held = chunk.split(_LAUNCHER_TRACE, 1)
+                held = _LAUNCHER_TRACE + held
+                sys.stderr.buffer.write(shown)
+            elif held:
+                held += chunk
+            else:
+                sys.stderr.buffer.write(chunk)
+            sys.stderr.flush()
+    proc.wait()
+    if held and not error_file.exists():
+        sys.stderr.buffer.write(held)
+        sys.stderr.flush()

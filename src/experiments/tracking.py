@@ -6,10 +6,14 @@ import logging
 import math
 import os
 import re
+import socket
+import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
 
 from experiments.config.schema import LoggerConfig
+from experiments.errors import ExperimentError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,122 @@ def wandb_mode(configured: str) -> str:
         return "offline"
 
 
+WANDB_DEFAULT_URL = "https://api.wandb.ai"
+WANDB_PROBE_TIMEOUT_S = 3.0
+_KEY_SHAPE = ("a W&B API key is 40 or more letters, digits or underscores (on-prem: '<prefix>-' before them); "
+              "copy yours from https://wandb.ai/authorize")
+_OFFLINE_HINT = "or use logger.wandb_mode=offline and upload later with `wandb sync <run dir>/wandb/offline-run-*`"
+
+
+def check_wandb(cfg: LoggerConfig) -> Optional[str]:
+    """The W&B mode this run will really use, decided before any training step (None: W&B is not a tracker).
+
+    Why: ``wandb.init`` with a malformed key, or with no reachable server, fails only after ~90 s and with a
+    traceback. Here a bad key or (for an explicit ``online``) an unreachable server stops the run with one line;
+    ``auto`` falls back to offline with one warning and records that in ``WANDB_MODE``, so later calls (and
+    worker processes started after this one) agree without probing again. The key itself is never printed.
+    """
+    if "wandb" not in cfg.trackers:
+        return None
+    mode = wandb_mode(cfg.wandb_mode)
+    if mode != "online":
+        return mode
+    asked = ("logger.wandb_mode=online" if cfg.wandb_mode == "online"
+             else "WANDB_MODE=online" if os.environ.get("WANDB_MODE") == "online" else None)
+    url = os.environ.get("WANDB_BASE_URL") or WANDB_DEFAULT_URL
+    _check_api_key(url)
+    problem = _server_problem(url)
+    if problem is None:
+        return "online"
+    if asked:
+        raise ExperimentError(f"{asked} but the W&B server cannot be reached: {problem}; "
+                              f"check the network or WANDB_BASE_URL, {_OFFLINE_HINT}")
+    log.warning("W&B server unreachable (%s): logging OFFLINE into <run dir>/wandb/ instead; upload later with "
+                "`wandb sync <run dir>/wandb/offline-run-*`", problem)
+    os.environ["WANDB_MODE"] = "offline"
+    return "offline"
+
+
+def _api_key(url: str) -> Tuple[Optional[str], str]:
+    """(key, where it came from): ``WANDB_API_KEY``, else the netrc entry for the server's host."""
+    import netrc
+
+    if os.environ.get("WANDB_API_KEY"):  # empty counts as unset, as for wandb itself
+        return os.environ["WANDB_API_KEY"].strip(), "WANDB_API_KEY"
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    host = urlsplit(url).hostname or ""
+    try:
+        entry = netrc.netrc(str(path)).authenticators(host) if path.is_file() else None
+    except netrc.NetrcParseError as exc:  # its message may quote a token (a password): only the line is named
+        raise ExperimentError(f"{path} line {exc.lineno} cannot be parsed while looking for the W&B API key: "
+                              f"fix it or run `wandb login --relogin`") from None
+    except OSError as exc:
+        raise ExperimentError(f"{path} cannot be read while looking for the W&B API key ({exc.strerror}): "
+                              f"fix its permissions or set WANDB_API_KEY") from None
+    return (entry[2], f"{path} (machine {host})") if entry else (None, "")
+
+
+def _check_api_key(url: str) -> None:
+    """A key in the shape W&B accepts (wandb's own format check), without ever echoing the key."""
+    key, where = _api_key(url)
+    if key is None:
+        if os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+            return  # identity-token auth: wandb checks it itself
+        raise ExperimentError(f"W&B is to log online but no W&B API key for {urlsplit(url).hostname} is configured: "
+                              f"set WANDB_API_KEY or run `wandb login`, {_OFFLINE_HINT}")
+    try:
+        from wandb.sdk.lib.wbauth import check_api_key
+    except ImportError:  # an older wandb: the same rule, by hand
+        check_api_key = _check_key_shape
+    problem = check_api_key(key)
+    if problem:
+        name = "WANDB_API_KEY" if where == "WANDB_API_KEY" else f"the W&B API key in {where}"
+        raise ExperimentError(f"{name} is not a valid W&B API key ({problem.rstrip('.')}): {_KEY_SHAPE}; "
+                              f"unset it for an offline run")
+
+
+def _check_key_shape(key: str) -> Optional[str]:
+    secret = key.split("-", 1)[-1]
+    if not re.fullmatch(r"[\w-]+", secret or "-"):
+        return "API key may only contain the letters A-Z, digits and underscores."
+    return None if len(secret) >= 40 else f"API key must have 40+ characters, has {len(secret)}."
+
+
+def _server_problem(url: str, timeout: float = WANDB_PROBE_TIMEOUT_S) -> Optional[str]:
+    """None when a TCP connection to the W&B server (or the HTTPS proxy in front of it) opens in ``timeout``."""
+    from urllib.request import getproxies, proxy_bypass
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ExperimentError(f"WANDB_BASE_URL={url!r} is not a URL (expected e.g. {WANDB_DEFAULT_URL})")
+    server = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    host, port, via = server[0], server[1], ""
+    proxy = getproxies().get(parts.scheme or "https")
+    if proxy and not proxy_bypass(parts.hostname):
+        target = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = target.hostname or host, target.port or 80
+        via = f" via proxy {host}:{port}"
+    problem = _tcp_connect(host, port, timeout)
+    return None if problem is None else f"{server[0]}:{server[1]}{via}: {problem}"
+
+
+def _tcp_connect(host: str, port: int, timeout: float) -> Optional[str]:
+    """A bounded connect (name lookup included, which ignores socket timeouts): None, or why it failed."""
+    outcome: List[Optional[str]] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc.strerror or str(exc) or type(exc).__name__)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return outcome[0] if outcome else f"no answer within {timeout:g} s"
+
+
 def _csv_tracker_class():
     from accelerate.tracking import GeneralTracker, on_main_process
 
@@ -66,7 +186,7 @@ def _csv_tracker_class():
         def __init__(self, run_name: str, logging_dir: str):
             super().__init__()
             self.run_name = run_name
-            self.path = Path(logging_dir) / "metrics.csv"
+            self.path = Path(logging_dir) / CSV_LOG
 
         @on_main_process
         def start(self):
@@ -93,25 +213,80 @@ def _csv_tracker_class():
     return CSVTracker
 
 
-def build_trackers(cfg: LoggerConfig, run_dir: Path, run_name: str, tags: List[str]) -> list:
-    """Tracker objects for ``Accelerator(log_with=…)`` (or direct use by the HF Trainer backend)."""
+def build_trackers(cfg: LoggerConfig, run_dir: Path, run_name: str, tags: List[str],
+                   resume_step: Optional[int] = None) -> list:
+    """Tracker objects for ``Accelerator(log_with=…)`` (or direct use by the HF Trainer backend).
+
+    ``resume_step``: the run continues from that step's checkpoint. What the trackers logged after it (the
+    killed attempt's last steps, which the resumed run logs again) is dropped, so no row appears twice:
+    metrics.csv is cut back, TensorBoard purges the later events, W&B continues the same run id.
+    """
     trackers = []
     for name in cfg.trackers:
         if name == "csv":
+            if resume_step is not None:
+                trim_csv_log(run_dir / CSV_LOG, resume_step)
             trackers.append(_csv_tracker_class()(run_name, str(run_dir)))
         elif name == "tensorboard":
             from accelerate.tracking import TensorBoardTracker
 
-            trackers.append(TensorBoardTracker(run_name, str(run_dir / "tensorboard")))
+            purge = {} if resume_step is None else {"purge_step": resume_step + 1}
+            trackers.append(TensorBoardTracker(run_name, str(run_dir / "tensorboard"), **purge))
         elif name == "wandb":
             from accelerate.tracking import WandBTracker
 
-            mode = wandb_mode(cfg.wandb_mode)
+            mode = check_wandb(cfg)  # a no-op re-check when train start-up already called it
             (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
             init = dict(name=run_name, dir=str(run_dir), mode=mode, group=cfg.group, job_type=cfg.job_type,
-                        tags=sorted(set(cfg.tags) | set(tags)) or None, entity=cfg.entity, reinit="finish_previous")
+                        tags=sorted(set(cfg.tags) | set(tags)) or None, entity=cfg.entity, reinit="finish_previous",
+                        id=wandb_run_id(run_dir), resume="allow")
             trackers.append(WandBTracker(cfg.project, **{k: v for k, v in init.items() if v is not None}))
     return trackers
+
+
+CSV_LOG = "metrics.csv"
+WANDB_ID_FILE = "wandb_run_id"
+
+
+def trim_csv_log(path: Path, last_step: int) -> None:
+    """Keep the rows of steps <= ``last_step`` (atomically): the resumed run logs the later ones again."""
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= last_step] if rows else []
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+    os.replace(tmp, path)
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The run's W&B id, kept in the run dir so a resumed run continues the same W&B run."""
+    path = Path(run_dir) / "wandb" / WANDB_ID_FILE
+    if path.exists():
+        return path.read_text().strip()
+    from wandb.util import generate_id
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(generate_id() + "\n")
+    return path.read_text().strip()
+
+
+def _start_error(name: str, exc: Exception) -> Exception:
+    """W&B failures the pre-check cannot see (a key the server rejects) as one line, key masked; others re-raised."""
+    try:
+        from wandb.errors import Error as WandbError
+    except ImportError:
+        return exc
+    if name != "wandb" or not isinstance(exc, WandbError):
+        return exc
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    key = os.environ.get("WANDB_API_KEY", "").strip()
+    if len(key) >= 8:
+        detail = detail.replace(key, "***")
+    return ExperimentError(f"W&B could not start the run ({type(exc).__name__}: {detail}); check WANDB_API_KEY "
+                           f"and WANDB_BASE_URL, {_OFFLINE_HINT}")
 
 
 class Tracking:
@@ -120,8 +295,13 @@ class Tracking:
     def __init__(self, trackers: list, config: Dict[str, Any]):
         self.trackers = trackers
         flat = {k: ("null" if v is None else v) for k, v in flatten(config).items()}
-        for tracker in trackers:
-            tracker.start()
+        for index, tracker in enumerate(trackers):
+            try:
+                tracker.start()
+            except Exception as exc:
+                self.trackers = trackers[:index]
+                self.finish()
+                raise _start_error(tracker.name, exc) from None
             # TensorBoard's hparams take flat scalars only; W&B keeps the nested config.
             tracker.store_init_configuration(flat if tracker.name == "tensorboard" else config)
 

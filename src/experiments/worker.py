@@ -14,15 +14,18 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"[rank {rank}][%(name)s][%(levelname)s] %(message)s",
                         handlers=[logging.StreamHandler(), *( [logging.FileHandler(run_dir / "run.log")] if rank == 0 else [])])
+    from experiments import interrupts
     from experiments.errors import ExperimentError
+    from experiments.launch import ERROR_FILE_ENV
     from experiments.runs import load_run_config
     from experiments.train import train
 
+    interrupts.current().install()
     try:
         train(load_run_config(run_dir), run_dir)
     except ExperimentError as exc:
         if rank == 0:
-            (run_dir / "error.txt").write_text(str(exc) + "\n")
+            Path(os.environ.get(ERROR_FILE_ENV, run_dir / "error.txt")).write_text(str(exc) + "\n")
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     return 0

@@ -127,6 +127,8 @@ class DatasetConfig:
     metric_config: Optional[str] = None
     num_proc: int = 1  # Dataset.map workers
     encoding: Optional[str] = None  # for csv/json/text files (e.g. latin-1)
+    # csv/json/text/parquet loaders: options for the `datasets` builder, e.g. {sep: "\t", header: null}
+    read_options: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def files(self) -> Dict[str, str]:
@@ -259,7 +261,7 @@ class InferenceConfig:
     path: str = "pipeline"  # pipeline | manual
     batch_size: int = 8
     split: Optional[str] = None  # dataset split to run on (None: dataset.eval_split)
-    inputs: List[Any] = field(default_factory=list)  # inputs given on the command line
+    inputs: Optional[List[Any]] = None  # inputs given on the command line (None: not given; [] is an error)
     input_file: Optional[str] = None  # txt / jsonl / csv
     text_column: Optional[str] = None  # jsonl/csv column holding the input (None: text, sentence, input, ...)
     reference_column: Optional[str] = None  # jsonl/csv column holding the expected output (None: label, ...)
@@ -344,6 +346,20 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         _one_of("mode", self.mode, MODES)
+        _check_finite(self, "")
+
+
+def _check_finite(node: Any, prefix: str) -> None:
+    """inf / nan are never a valid setting (``trainer.lr=inf`` would train NaNs and save them as best)."""
+    import dataclasses
+    import math
+
+    for item in dataclasses.fields(node):
+        value = getattr(node, item.name)
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, f"{prefix}{item.name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigValueError(f"{prefix}{item.name}", f"must be a finite number, got {value}")
 
 
 def register() -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from pathlib import Path
 from typing import Any, Iterable, List, Optional
 
@@ -13,13 +14,50 @@ from experiments.errors import ExperimentError
 
 
 def to_typed(cfg: DictConfig) -> schema.ExperimentConfig:
-    """Instantiate the schema dataclasses (runs every ``__post_init__`` check)."""
+    """Instantiate the schema dataclasses (runs every ``__post_init__`` check), after refusing keys the
+    schema does not know (``+trainer.typo=1`` is added past Hydra's struct check) and secrets."""
+    check_known_keys(cfg)
+    check_no_secrets(cfg)
     try:
         return OmegaConf.to_object(cfg)
     except schema.ConfigValueError as exc:
         raise ExperimentError(f"invalid config: {exc}") from None
     except Exception as exc:  # OmegaConf validation / interpolation errors
         raise ExperimentError(describe(exc)) from None
+
+
+def _unknown_keys(node: Any, cls: type, prefix: str = "") -> Iterable[tuple]:
+    """(dotted key, allowed names) for keys of ``node`` that the dataclass ``cls`` has no field for."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key, value in node.items():
+        if key not in names:
+            yield f"{prefix}{key}", names
+        elif dataclasses.is_dataclass(hints.get(key)) and isinstance(value, dict):
+            yield from _unknown_keys(value, hints[key], f"{prefix}{key}.")
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    container = OmegaConf.to_container(cfg, resolve=False)
+    container.pop("hydra", None)
+    for key, allowed in _unknown_keys(container, schema.ExperimentConfig):
+        parent = key.rsplit(".", 1)[0] if "." in key else "config"
+        raise ExperimentError(f"unknown config key '{key}' (allowed keys in '{parent}': {', '.join(allowed)})")
+
+
+def check_no_secrets(cfg: DictConfig) -> None:
+    """A secret in any config value or under a secret-named key stops the run before anything is written."""
+    from experiments import secrets
+
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:  # interpolation errors are reported by to_typed with their key
+        del exc
+        return
+    container.pop("hydra", None)
+    for key, _why in secrets.find(container):
+        raise ExperimentError(f"'{key}' looks like a secret: secrets are never put in the config (it is written "
+                              f"to the run dir and sent to trackers); {secrets.ENV_HINT}")
 
 
 def _schema_fields(dotted: str) -> Optional[List[str]]:
@@ -109,8 +147,38 @@ def compose(overrides: Iterable[str], output_dir: str = "<preflight>") -> DictCo
     return cfg
 
 
+def compose_with_hydra(overrides: Iterable[str]):
+    """(config, hydra config) of a single run, as Hydra would compose it, without making a run dir."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    schema.register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    except ExperimentError:
+        raise
+    except Exception as exc:
+        raise ExperimentError(describe(exc)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    hydra_cfg = cfg.hydra
+    OmegaConf.set_struct(cfg, False)
+    run_dir = str(hydra_cfg.run.dir)
+    del cfg["hydra"]
+    cfg.paths.output_dir = run_dir
+    OmegaConf.set_struct(cfg, True)
+    return cfg, hydra_cfg
+
+
 def check_overrides(overrides: List[str]) -> None:
     """Compose and validate every job the overrides describe; raise ExperimentError on the first bad one."""
+    from experiments import secrets
+
+    for override in overrides:
+        secrets.check_override(override)
     jobs = expand_sweep(overrides)
     for job in jobs:
         try:

@@ -24,26 +24,89 @@ class ClassificationData:
         return {i: n for i, n in enumerate(self.label_names or ["score"])}
 
 
-def _encode_labels(split, cfg: DatasetConfig, label_names: Optional[List[str]]):
-    """String labels -> ids (by dataset.label_names, or sorted values); ClassLabel and ints stay as they are."""
+def _first_row(values: List, bad) -> int:
+    return next(i for i, v in enumerate(values) if bad(v))
+
+
+def _encode_labels(split, cfg: DatasetConfig, label_names: Optional[List[str]], split_name: str,
+                   source: str = "dataset.label_names"):
+    """Labels -> class ids (a ClassLabel column) checked row by row, so a bad label stops the run before
+    training with the split, row and value: ``label_names`` (given, or the train split's) decide the
+    classes; string labels map by name; integer labels must be ids 0..N-1."""
+    import math
+
     from datasets import ClassLabel
 
     column = cfg.label_column
-    feature = split.features[column]
-    if isinstance(feature, ClassLabel):
-        return split, list(feature.names)
+    values = split[column]
+    where = f"split '{split_name}', column '{column}'"
+    if isinstance(split.features[column], ClassLabel):
+        names = list(split.features[column].names)
+        if not all(0 <= v < len(names) for v in values):
+            row = _first_row(values, lambda v: not 0 <= v < len(names))
+            raise DataError(f"{where}, row {row}: label {values[row]} is outside the {len(names)} classes {names[:8]}")
+        return split, names
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) or v == "" for v in values):
+        row = _first_row(values, lambda v: v is None or (isinstance(v, float) and math.isnan(v)) or v == "")
+        raise DataError(f"{where}, row {row}: empty label; fill it in or drop the row")
     if cfg.problem_type == "regression":
-        return split.map(lambda b: {column: [float(x) for x in b[column]]}, batched=True), None
-    values = split.unique(column)
+        return _regression_labels(split, column, values, where), None
     if all(isinstance(v, str) for v in values):
-        names = list(label_names) if label_names else sorted(values)
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise DataError(f"labels {unknown[:5]} in column '{column}' are not in dataset.label_names {names}")
+        names = list(label_names) if label_names else sorted(set(values))
+        known = set(names)
+        if not known.issuperset(values):
+            row = _first_row(values, lambda v: v not in known)
+            source = source if label_names else "the labels of the train split"
+            raise DataError(f"{where}, row {row}: label {values[row]!r} is not one of {source} {names}")
         return split.cast_column(column, ClassLabel(names=names)), names
-    if label_names:
-        return split, list(label_names)
-    return split, [str(v) for v in range(int(max(values)) + 1)]
+    ids = _integer_ids(values, where)
+    names = list(label_names) if label_names else _names_from_ids(ids, where)
+    if not all(0 <= v < len(names) for v in ids):
+        row = _first_row(ids, lambda v: not 0 <= v < len(names))
+        source = f"{source} ({len(names)} classes: {names[:8]})" if label_names else \
+            f"the train split's classes 0..{len(names) - 1}"
+        raise DataError(f"{where}, row {row}: label {ids[row]} is outside {source}")
+    split = split.map(lambda b: {column: [int(v) for v in b[column]]}, batched=True)
+    return split.cast_column(column, ClassLabel(names=names)), names
+
+
+def _regression_labels(split, column: str, values: List, where: str):
+    import math
+
+    def not_number(value) -> bool:
+        try:
+            float(value)
+            return isinstance(value, bool)
+        except (TypeError, ValueError):
+            return True
+
+    if any(not_number(v) for v in values):
+        row = _first_row(values, not_number)
+        raise DataError(f"{where}, row {row}: label {values[row]!r} is not a number (problem_type=regression)")
+    floats = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in floats):
+        row = _first_row(floats, lambda v: not math.isfinite(v))
+        raise DataError(f"{where}, row {row}: label {values[row]} is not a finite number")
+    return split.map(lambda b: {column: [float(x) for x in b[column]]}, batched=True)
+
+
+def _integer_ids(values: List, where: str) -> List[int]:
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v)]
+    if bad:
+        row = values.index(bad[0])
+        raise DataError(f"{where}, row {row}: label {bad[0]!r} is not a class id or name (integer ids 0..N-1 or "
+                        f"strings; for numeric targets set dataset.problem_type=regression)")
+    return [int(v) for v in values]
+
+
+def _names_from_ids(ids: List[int], where: str) -> List[str]:
+    """Classes 0..max of the train split's integer labels; a gap ({0, 1, 7}) would make classes no row has."""
+    present = sorted(set(ids))
+    if present[0] < 0 or present != list(range(present[-1] + 1)):
+        raise DataError(f"{where}: integer labels are {present[:10]}{' ...' if len(present) > 10 else ''}, not "
+                        f"0..N-1; relabel them, or set dataset.label_names (one name per id) to say how many "
+                        f"classes there are")
+    return [str(v) for v in present]
 
 
 def _check_columns(split, cfg: DatasetConfig, name: str) -> None:
@@ -54,24 +117,40 @@ def _check_columns(split, cfg: DatasetConfig, name: str) -> None:
                         f"set dataset.text_column / dataset.label_column")
 
 
+def _hold_out(train, cfg: DatasetConfig, names: Optional[List[str]]):
+    """Carve eval from train: stratified by label when every class has rows to spare, else at random (said)."""
+    from collections import Counter
+
+    stratify = None
+    if names is not None:
+        counts = Counter(train[cfg.label_column])
+        eval_rows = int(len(train) * cfg.validation_fraction)
+        if min(counts.values()) >= 2 and eval_rows >= len(counts) and len(train) - eval_rows >= len(counts):
+            stratify = cfg.label_column
+        else:
+            log.warning("%s: holding out %.0f%% of train at random (too few rows per class to stratify)",
+                        cfg.name, 100 * cfg.validation_fraction)
+    parts = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.split_seed,
+                                   stratify_by_column=stratify)
+    return parts["train"], parts["test"]
+
+
 def select_splits(raw, cfg: DatasetConfig):
     """(train, eval) raw splits: the configured ones, or eval carved out of train (stratified when possible)."""
     if cfg.train_split not in raw:
         raise DataError(f"dataset '{cfg.name}' has no split '{cfg.train_split}' (splits: {', '.join(raw)})")
     train = raw[cfg.train_split]
     _check_columns(train, cfg, cfg.train_split)
-    train, names = _encode_labels(train, cfg, cfg.label_names)
+    train, names = _encode_labels(train, cfg, cfg.label_names, cfg.train_split)
     if cfg.eval_split and cfg.eval_split in raw:
         evaluation = raw[cfg.eval_split]
         _check_columns(evaluation, cfg, cfg.eval_split)
-        evaluation, _ = _encode_labels(evaluation, cfg, names)
+        evaluation, _ = _encode_labels(evaluation, cfg, names, cfg.eval_split,
+                                       "dataset.label_names" if cfg.label_names else "the train split's labels")
     else:
         if cfg.eval_split and cfg.eval_split not in ("validation",):
             raise DataError(f"dataset '{cfg.name}' has no split '{cfg.eval_split}' (splits: {', '.join(raw)})")
-        stratify = cfg.label_column if names is not None else None
-        parts = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.split_seed,
-                                       stratify_by_column=stratify)
-        train, evaluation = parts["train"], parts["test"]
+        train, evaluation = _hold_out(train, cfg, names)
     if cfg.max_train_samples:
         train = train.shuffle(seed=cfg.split_seed).select(range(min(cfg.max_train_samples, len(train))))
     if cfg.max_eval_samples:

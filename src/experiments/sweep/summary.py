@@ -1,6 +1,11 @@
 """The sweep summary: ``sweep_summary.json`` / ``.csv`` in the sweep dir, and a table with the best job
 marked. Rebuilt from the job records (:mod:`experiments.sweep.records`) each time, so it is always
-consistent with what is on disk (also after a resumed sweep)."""
+consistent with what is on disk (also after a resumed sweep).
+
+A job that a resumed sweep ran again (it failed, or lost its metrics) keeps its folder and record, but
+is *superseded* by the newer job with the same overrides: ``jobs``, the counts, the best job, the table
+and the report hold only the current jobs; the superseded ones are listed apart (``superseded`` in the
+JSON, status ``superseded`` in the CSV, one line under the table), so nothing is counted twice."""
 from __future__ import annotations
 
 import csv
@@ -93,7 +98,7 @@ def build_summary(sweep_dir: Path, objective: Optional[str] = None, metric_for_b
                   sweeper_direction: Any = None, greater_is_better: bool = True) -> Dict[str, Any]:
     from experiments.sweep.naming import sweep_id
 
-    jobs = records.read_all(sweep_dir)
+    jobs, old = split_superseded(records.read_all(sweep_dir), sweep_dir)
     names = quality_metrics(jobs)
     metric = choose_metric(objective, metric_for_best, names)
     direction = direction_for(metric, sweeper_direction, greater_is_better)
@@ -113,7 +118,18 @@ def build_summary(sweep_dir: Path, objective: Optional[str] = None, metric_for_b
         "swept": swept_params(jobs),
         "metrics": names,
         "jobs": jobs,
+        "superseded": old,
     }
+
+
+def split_superseded(jobs: List[Dict[str, Any]],
+                     sweep_dir: Path) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(current jobs, superseded jobs): a re-run replaces the earlier attempt in every count and table,
+    while the earlier one stays visible, marked with the job that replaced it (``superseded_by``)."""
+    gone = records.superseded(jobs, sweep_dir)
+    for pos, newer in gone.items():
+        jobs[pos]["superseded_by"] = newer
+    return [j for p, j in enumerate(jobs) if p not in gone], [j for p, j in enumerate(jobs) if p in gone]
 
 
 def write_summary(summary: Dict[str, Any], sweep_dir: Path) -> Tuple[Path, Path]:
@@ -130,8 +146,9 @@ def write_summary(summary: Dict[str, Any], sweep_dir: Path) -> Tuple[Path, Path]
     with tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
-        for job in summary["jobs"]:
-            row = {"job": job["job"], "status": job["status"], "best": job.get("best", False),
+        for job in [*summary["jobs"], *summary.get("superseded", [])]:
+            status = "superseded" if "superseded_by" in job else job["status"]
+            row = {"job": job["job"], "status": status, "best": job.get("best", False),
                    "overrides": " ".join(job.get("overrides", [])), "duration_s": job.get("duration_s"),
                    "run_dir": job.get("run_dir"), "error": job.get("error") or ""}
             row.update({m: job.get("metrics", {}).get(m, "") for m in summary["metrics"]})
@@ -164,7 +181,17 @@ def format_table(summary: Dict[str, Any]) -> str:
     if not rows:
         return "(no jobs)"
     frame = pd.DataFrame(rows)
-    return frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}")
+    table = frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}")
+    return table + _superseded_line(summary)
+
+
+def _superseded_line(summary: Dict[str, Any]) -> str:
+    """``superseded (run again later): job 1 (failed) -> job 3`` under the table, or nothing."""
+    old = summary.get("superseded") or []
+    if not old:
+        return ""
+    items = ", ".join(f"job {j['job']} ({j['status']}) -> job {j['superseded_by']}" for j in old)
+    return f"\nsuperseded (run again later, folders kept): {items}"
 
 
 def _short(value: str) -> str:  # also used by the HTML report
@@ -184,6 +211,8 @@ def headline(summary: Dict[str, Any]) -> str:
         job = next(j for j in summary["jobs"] if j["job"] == best)
         best_text = f"; best: job {best} ({summary['metric']}={metric_value(job, summary['metric']):.4g}, " \
                     f"{summary['direction']})"
+    old = len(summary.get("superseded") or [])
+    counts += f" (+{old} superseded)" if old else ""
     return f"sweep {summary['sweep']}: {counts}{best_text} -> {summary['sweep_dir']}"
 
 

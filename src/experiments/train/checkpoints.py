@@ -1,8 +1,14 @@
-"""Resumable checkpoints: ``checkpoints/step_<N>/`` = Accelerate ``save_state`` + our loop counters."""
+"""Resumable checkpoints: ``checkpoints/step_<N>/`` = Accelerate ``save_state`` + our loop counters.
+
+A checkpoint counts once ``loop_state.json`` is in it; that file is written last and atomically, and
+it lists the size of every other file, so a checkpoint cut short (killed mid-write, disk full, a file
+truncated later) is never resumed from. Older checkpoints are removed only after a newer one is whole.
+"""
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -14,45 +20,104 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "loop_state.json"
 _STEP = re.compile(r"step_(\d+)$")
+_HF_STEP = re.compile(r"checkpoint-(\d+)$")
 
 
-def checkpoint_dirs(run_dir: Path) -> List[Path]:
-    """Complete checkpoints of a run, oldest first (a checkpoint counts once its loop state is written)."""
+def _files(directory: Path) -> Dict[str, int]:
+    return {str(p.relative_to(directory)): p.stat().st_size for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != STATE_FILE}
+
+
+def problem(directory: Path) -> Optional[str]:
+    """Why a checkpoint folder cannot be resumed from, or None when it is whole."""
+    try:
+        state = json.loads((directory / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return f"no {STATE_FILE} (the checkpoint was not finished)"
+    except (OSError, ValueError) as exc:
+        return f"unreadable {STATE_FILE} ({exc})"
+    expected = state.get("_files")
+    if expected is None:
+        return None  # written before file lists existed
+    found = _files(directory)
+    for name, size in expected.items():
+        if found.get(name) != size:
+            return f"{name} is {'missing' if name not in found else f'{found[name]} bytes, expected {size}'}"
+    return None
+
+
+def checkpoint_dirs(run_dir: Path, whole_only: bool = True) -> List[Path]:
+    """Checkpoints of a run, oldest first; by default only whole ones (see module docstring)."""
     root = Path(run_dir) / "checkpoints"
-    found = [p for p in root.glob("step_*") if _STEP.search(p.name) and (p / STATE_FILE).exists()]
+    found = [p for p in root.glob("step_*") if _STEP.search(p.name) and p.is_dir()]
+    if whole_only:
+        found = [p for p in found if problem(p) is None]
     return sorted(found, key=lambda p: int(_STEP.search(p.name).group(1)))
+
+
+def has_checkpoint(run_dir: Path, backend: str = "accelerate") -> bool:
+    if backend == "hf_trainer":
+        root = Path(run_dir) / "checkpoints"
+        return any(_HF_STEP.search(p.name) and (p / "trainer_state.json").is_file() for p in root.glob("checkpoint-*"))
+    return bool(checkpoint_dirs(run_dir))
 
 
 def save(accelerator, run_dir: Path, step: int, state: Dict[str, Any], keep: int) -> Path:
     directory = Path(run_dir) / "checkpoints" / f"step_{step}"
+    if accelerator.is_main_process and directory.exists():
+        shutil.rmtree(directory)  # an unfinished attempt at this same step, from this run
+    accelerator.wait_for_everyone()
     accelerator.save_state(str(directory))
     if accelerator.is_main_process:
-        (directory / STATE_FILE).write_text(json.dumps(state))
-        for old in checkpoint_dirs(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        payload = dict(state, _files=_files(directory))
+        tmp = directory / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, directory / STATE_FILE)
+        for old in checkpoint_dirs(run_dir, whole_only=False)[:-keep]:
+            if old != directory:
+                shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return directory
 
 
 def find(resume: Optional[str], run_dir: Path) -> Optional[Path]:
-    """The checkpoint to resume from: ``true``/``latest`` -> this run's newest; a path -> that checkpoint
-    (or that run's newest)."""
+    """The checkpoint to resume from: ``true``/``latest`` -> this run's newest whole one; a path -> that
+    checkpoint (or that run's newest)."""
     if resume is None or str(resume).lower() in ("false", "no", "0", "none", "null", ""):
         return None
     if str(resume).lower() in ("true", "yes", "1", "latest"):
         found = checkpoint_dirs(run_dir)
         if not found:
-            raise ExperimentError(f"trainer.resume=true but {run_dir}/checkpoints holds no checkpoint; "
+            raise ExperimentError(f"trainer.resume=true but {run_dir}/checkpoints holds no complete checkpoint; "
                                   f"rerun in the same directory (hydra.run.dir=<run dir>) or pass a checkpoint path")
+        for broken in checkpoint_dirs(run_dir, whole_only=False):
+            if broken not in found and int(_STEP.search(broken.name).group(1)) > int(_STEP.search(found[-1].name).group(1)):
+                log.warning("skipping %s: %s", broken, problem(broken))
         return found[-1]
     path = Path(resume).expanduser()
-    if (path / STATE_FILE).exists():
+    if (path / STATE_FILE).exists() or _STEP.search(path.name):
+        why = problem(path) if path.is_dir() else "it does not exist"
+        if why:
+            raise ExperimentError(f"trainer.resume: checkpoint '{resume}' cannot be used: {why}")
         return path
     found = checkpoint_dirs(path) if path.is_dir() else []
     if not found:
-        raise ExperimentError(f"trainer.resume: no checkpoint at '{resume}'")
+        raise ExperimentError(f"trainer.resume: no complete checkpoint at '{resume}'")
     return found[-1]
 
 
 def load_state(path: Path) -> Dict[str, Any]:
-    return json.loads((Path(path) / STATE_FILE).read_text())
+    state = json.loads((Path(path) / STATE_FILE).read_text())
+    state.pop("_files", None)
+    return state
+
+
+def restore(accelerator, path: Path) -> Dict[str, Any]:
+    """Load model/optimizer/scheduler/RNG state and our counters; a damaged file is one line, not a trace."""
+    try:
+        accelerator.load_state(str(path))
+    except Exception as exc:  # torch/safetensors raise many types for a damaged file
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ExperimentError(f"checkpoint {path} cannot be loaded ({first}); resume from an earlier one "
+                              f"(trainer.resume=<path to checkpoints/step_N>)") from None
+    return load_state(path)

@@ -19,6 +19,7 @@ class Experiment:
     collator: Any
     model_dir: Path
     compute_metrics: Callable[[Any, Any], Dict[str, float]]
+    model_source: str = ""  # "<origin>:<directory>" the weights were loaded from (recorded in metrics.json)
 
     def new_model(self, cfg):
         from experiments.modeling import load_sequence_classifier
@@ -39,7 +40,8 @@ def build_experiment(cfg, main_process_first=None) -> Experiment:
 
     if cfg.model.gguf_file:
         raise ExperimentError("GGUF checkpoints load for inference only; fine-tune a safetensors checkpoint")
-    model_dir = resolve(cfg.model, cfg.paths.mirror).path
+    resolved = resolve(cfg.model, cfg.paths.mirror)
+    model_dir = resolved.path
     tokenizer = load_tokenizer(model_dir, cfg.tokenizer, cfg.model, cfg.paths.mirror)
     guard = main_process_first() if main_process_first else contextlib.nullcontext()
     with guard:  # rank 0 fills the datasets and evaluate-module caches; the others then read them
@@ -47,7 +49,8 @@ def build_experiment(cfg, main_process_first=None) -> Experiment:
         data = build_classification_data(raw, tokenizer, cfg.dataset, cfg.tokenizer)
         compute = metric_modules.for_classification(cfg.dataset.metric, cfg.dataset.metric_config,
                                                     data.num_labels, data.is_regression)
-    return Experiment(tokenizer, data, build_collator(tokenizer, cfg.collator, cfg.tokenizer), model_dir, compute)
+    return Experiment(tokenizer, data, build_collator(tokenizer, cfg.collator, cfg.tokenizer), model_dir, compute,
+                      f"{resolved.origin}:{model_dir}")
 
 
 def resolve_mixed_precision(value: str) -> str:

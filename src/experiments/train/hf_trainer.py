@@ -6,11 +6,14 @@ number of processes). Trackers are ours (experiments.tracking), fed by a callbac
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Dict
 
-from experiments.errors import ExperimentError
+from experiments import interrupts
+from experiments.errors import ExperimentError, TrainingDiverged
+from experiments.interrupts import Interrupted
 from experiments.train.common import (
     best_metric_key,
     build_experiment,
@@ -53,6 +56,7 @@ def training_arguments(cfg, run_dir: Path):
         save_total_limit=t.save_total_limit,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_steps=t.log_every_n_steps,
+        logging_nan_inf_filter=False,  # a diverged loss must show (and stop the run), not be averaged away
         dataloader_num_workers=t.dataloader_num_workers,
         average_tokens_across_devices=False,
         optim="adamw_torch",  # the same optimizer as our loop, so the two backends compare like for like
@@ -69,7 +73,8 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
 
     from experiments.modeling import save_pretrained
     from experiments.runs import METRICS_FILE, environment, plot_learning_curve, write_json
-    from experiments.tracking import Tracking, build_trackers, scrub
+    from experiments.secrets import scrub
+    from experiments.tracking import Tracking, build_trackers
 
     t = cfg.trainer
     args = training_arguments(cfg, run_dir)
@@ -86,16 +91,20 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
     name = run_name(cfg, hydra_overrides())
     history, train_log = [], []
     is_main = args.process_index == 0
-    tracking = None
-    if is_main:
-        config = scrub(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True))
-        tracking = Tracking(build_trackers(cfg.logger, run_dir, name, cfg.tags + [cfg.model.name, cfg.dataset.name]),
-                            config)
+    stop = interrupts.current()
 
     class Record(TrainerCallback):
-        """Mirror the Trainer's logs into our history and trackers."""
+        """Mirror the Trainer's logs into our history and trackers; stop on a diverged loss or a signal."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if stop.requested:  # checkpoint this step, then stop (raised as Interrupted after train())
+                control.should_save = True
+                control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and not math.isfinite(float(logs["loss"])):
+                raise TrainingDiverged(f"training diverged: train loss is {logs['loss']} at step {state.global_step}; "
+                                       f"lower trainer.lr (now {t.lr}) or check the data")
             if not logs or not state.is_world_process_zero:
                 return
             step, epoch = state.global_step, round(state.epoch or 0.0, 4)
@@ -120,10 +129,25 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
             else t.resume
         if not resume:
             raise ExperimentError(f"trainer.resume: no checkpoint in {args.output_dir}")
+    tracking = None
+    if is_main:
+        config = scrub(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True))
+        resume_step = int(Path(resume).name.rsplit("-", 1)[-1]) if resume else None
+        tracking = Tracking(build_trackers(cfg.logger, run_dir, name, cfg.tags + [cfg.model.name, cfg.dataset.name],
+                                           resume_step=resume_step), config)
     try:
         tic = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=resume)
+        stop.deferring = True
+        try:
+            result = trainer.train(resume_from_checkpoint=resume)
+        finally:
+            stop.deferring = False
+            _close_progress_bars(trainer)  # an error line must be the last line on the console
         wall = time.perf_counter() - tic
+        if stop.requested:
+            raise Interrupted(stop.signum, f"interrupted by {interrupts.signal_name(stop.signum)} at step "
+                                           f"{result.global_step}: checkpoint saved; continue with "
+                                           f"trainer.resume=true hydra.run.dir={run_dir}")
         # The final state is always evaluated; log_history is the same on every rank, so all ranks agree.
         if not any("eval_loss" in h and h.get("step") == result.global_step for h in trainer.state.log_history):
             trainer.evaluate()
@@ -140,6 +164,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
         })
         payload = {
             "run_name": name, "mode": "train", "backend": "hf_trainer", "model": cfg.model.name_or_path,
+            "model_source": exp.model_source,
             "dataset": cfg.dataset.name, "final": final,
             "best": {"metric": key, "value": best_record[key], "step": best_record["step"]} if best_record else None,
             "history": history, "train_log": train_log,
@@ -155,8 +180,19 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
             plot_learning_curve(history, train_log, run_dir / "learning_curve.png", title=name)
         return payload
     finally:
+        stop.deferring = False
         if tracking is not None:
             tracking.finish()
         from experiments.train.loop import reset_accelerate_state
 
         reset_accelerate_state()
+
+
+def _close_progress_bars(trainer) -> None:
+    from transformers.trainer_callback import ProgressCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ProgressCallback):
+            for bar in (callback.training_bar, callback.prediction_bar):
+                if bar is not None:
+                    bar.close()

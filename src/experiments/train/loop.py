@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from experiments import interrupts
+from experiments.errors import TrainingDiverged
+from experiments.interrupts import Interrupted
 from experiments.train import checkpoints
 from experiments.train.common import (
     best_metric_key,
@@ -101,7 +105,8 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
 
     from experiments.modeling import save_pretrained
     from experiments.runs import METRICS_FILE, environment, plot_learning_curve, write_json
-    from experiments.tracking import Tracking, build_trackers, scrub
+    from experiments.secrets import scrub
+    from experiments.tracking import Tracking, build_trackers
 
     t = cfg.trainer
     precision = resolve_mixed_precision(t.mixed_precision)
@@ -133,8 +138,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
                              "best": None, "samples_seen": 0, "train_time_s": 0.0, "flos": 0.0}
     resume_from = checkpoints.find(t.resume, run_dir)
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        state = checkpoints.load_state(resume_from)
+        state = checkpoints.restore(accelerator, resume_from)
         log.info("resumed from %s (step %d, epoch %d)", resume_from, state["global_step"], state["epoch"])
 
     name = run_name(cfg, hydra_overrides())
@@ -143,8 +147,8 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
         from omegaconf import OmegaConf
 
         config = scrub(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True))
-        tracking = Tracking(build_trackers(cfg.logger, run_dir, name, cfg.tags + [cfg.model.name, cfg.dataset.name]),
-                            config)
+        tracking = Tracking(build_trackers(cfg.logger, run_dir, name, cfg.tags + [cfg.model.name, cfg.dataset.name],
+                                           resume_step=state["global_step"] if resume_from else None), config)
 
     def log_values(values: Dict[str, float], step: int) -> None:
         if tracking is not None:
@@ -156,6 +160,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
             "mode": "train",
             "backend": "accelerate",
             "model": cfg.model.name_or_path,
+            "model_source": exp.model_source,
             "dataset": cfg.dataset.name,
             "final": final or {},
             "best": state["best"],
@@ -179,7 +184,8 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
         state["history"].append(record)
         log_values(results, state["global_step"])
         key = best_metric_key(cfg, results)
-        if is_better(cfg, key, results[key], state["best"]["value"] if state["best"] else None):
+        finite = math.isfinite(results[key]) and math.isfinite(results["eval_loss"])
+        if finite and is_better(cfg, key, results[key], state["best"]["value"] if state["best"] else None):
             state["best"] = {"metric": key, "value": results[key], "step": state["global_step"]}
             accelerator.wait_for_everyone()
             if is_main and t.save_model:
@@ -192,6 +198,20 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
     def checkpoint() -> None:
         checkpoints.save(accelerator, run_dir, state["global_step"], state, keep=t.save_total_limit)
 
+    def stop_if_asked() -> None:
+        """At an optimizer-step boundary: every process agrees, saves a checkpoint, and stops."""
+        asked = float(stop.requested)
+        if accelerator.num_processes > 1:
+            asked = accelerator.reduce(torch.tensor(asked, device=accelerator.device), "sum").item()
+        if asked:
+            checkpoint()
+            signum = stop.signum or signal.SIGTERM
+            raise Interrupted(signum, f"interrupted by {interrupts.signal_name(signum)} at step {state['global_step']}: "
+                                      f"checkpoint saved; continue with trainer.resume=true hydra.run.dir={run_dir}")
+
+    stop = interrupts.current()
+    stop.deferring = True
+    progress = None
     try:
         model.train()
         results: Dict[str, float] = {}
@@ -221,7 +241,13 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
                 state["batches_in_epoch"] += 1
                 state["samples_seen"] += batch["input_ids"].shape[0] * accelerator.num_processes
                 state["flos"] += 6.0 * n_params * batch["input_ids"].numel() * accelerator.num_processes
-                running_loss += loss.detach().float().item()
+                loss_value = loss.detach().float().item()
+                if not math.isfinite(loss_value):
+                    raise TrainingDiverged(
+                        f"training diverged: train loss is {loss_value} at step {state['global_step'] + 1} "
+                        f"(epoch {epoch}); lower trainer.lr (now {t.lr}) or check the data; nothing was saved "
+                        f"as best after it")
+                running_loss += loss_value
                 running_batches += 1
                 if not accelerator.sync_gradients:
                     continue
@@ -245,6 +271,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
                     state["train_time_s"] += time.perf_counter() - tic
                     checkpoint()
                     tic = time.perf_counter()
+                stop_if_asked()
                 if step >= total_steps:
                     break
             state["train_time_s"] += time.perf_counter() - tic
@@ -271,12 +298,16 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
             "global_step": state["global_step"],
             "epochs": state["epoch"],
         })
-        log_values({k: v for k, v in final.items() if k.startswith("train_") and v is not None}, state["global_step"])
+        log_values({k: v for k, v in final.items()  # train_loss of this step is logged already
+                    if k.startswith("train_") and k != "train_loss" and v is not None}, state["global_step"])
         payload = save_metrics(final)
         if is_main:
             plot_learning_curve(state["history"], state["train_log"], run_dir / "learning_curve.png", title=name)
         return payload
     finally:
+        stop.deferring = False
+        if progress is not None:
+            progress.close()  # before any error line, so that line is the last one on the console
         if tracking is not None:
             tracking.finish()
         accelerator.end_training()

@@ -4,7 +4,9 @@ A fresh process per job means no Accelerate, CUDA, W&B or logging state leaks fr
 next; a job with ``trainer.num_processes>1`` starts ``accelerate launch`` from its own process. On a
 GPU machine concurrent jobs get disjoint ``CUDA_VISIBLE_DEVICES`` (``trainer.num_processes`` GPUs each,
 or ``gpus_per_job``); on CPU the cores are split between them. A job that fails is recorded and the
-others still run; with ``resume=true`` jobs that already finished in the same sweep dir are kept.
+others still run; with ``resume=true`` jobs that already finished in the same sweep dir are kept, and
+every job that runs gets a number (and so a folder) after all those already there: nothing an earlier
+run of the sweep wrote is overwritten.
 """
 
 import logging
@@ -61,6 +63,7 @@ class _Job:
     payload: Path
     result: Path
     output: Path
+    rerun_of: Optional[str] = None  # with resume: which earlier job it runs again, and why (see _earlier)
 
 
 class SubprocessLauncher(Launcher):
@@ -87,9 +90,8 @@ class SubprocessLauncher(Launcher):
 
     # ------------------------------------------------------------------------------------------
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from hydra.core.utils import configure_log, filter_overrides, setup_globals
+        from hydra.core.utils import configure_log, setup_globals
 
-        from experiments.sweep import records
         from hydra_plugins.experiments_launcher._gpus import GpuPool, visible_gpus
 
         setup_globals()
@@ -98,27 +100,10 @@ class SubprocessLauncher(Launcher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         work = sweep_dir / WORK_DIR
         work.mkdir(parents=True, exist_ok=True)
-        kept = records.finished_jobs(sweep_dir) if self.resume else {}
         gpus = GpuPool(visible_gpus())
         log.info("Launching %d job(s), %d at a time, each in its own process -> %s%s", len(job_overrides),
                  self.n_jobs, sweep_dir, f" ({gpus.total} GPU(s))" if gpus.total else "")
-
-        results: List[Optional[JobReturn]] = [None] * len(job_overrides)
-        jobs: List[_Job] = []
-        for index, overrides in enumerate(job_overrides):
-            num = initial_job_idx + index
-            overrides = list(overrides)
-            previous = kept.get(records.job_key(overrides))
-            if previous is not None:
-                log.info("\t#%d : %s (finished before as job %s: kept)", num, " ".join(filter_overrides(overrides)),
-                         previous["job"])
-                results[index] = self._kept_return(overrides, previous)
-                continue
-            log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
-            try:
-                jobs.append(self._prepare(index, num, overrides, sweep_dir, work))
-            except Exception as exc:  # a job whose config cannot be composed fails alone
-                results[index] = self._failed(num, overrides, sweep_dir / str(num), sweep_dir, exc, time.time())
+        results, jobs = self._prepare_all(job_overrides, initial_job_idx, sweep_dir, work)
 
         previous = _interrupt_on_sigterm()
         try:
@@ -136,6 +121,41 @@ class SubprocessLauncher(Launcher):
         self._write_summary()
         return [r for r in results if r is not None]
 
+    def _prepare_all(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, sweep_dir: Path,
+                     work: Path) -> "tuple[List[Optional[JobReturn]], List[_Job]]":
+        """Results of the jobs kept or failed already, and the jobs to run. With resume, a job that finished
+        before (same overrides) is kept, and every other job is numbered after all the numbers the sweep dir
+        already uses, so neither a finished nor a failed earlier job's folder is written into."""
+        from hydra.core.utils import filter_overrides
+
+        from experiments.sweep import records
+
+        kept = records.finished_jobs(sweep_dir) if self.resume else {}
+        earlier = records.latest_jobs(sweep_dir) if self.resume else {}
+        taken = records.used_job_numbers(sweep_dir) if self.resume else set()
+        results: List[Optional[JobReturn]] = [None] * len(job_overrides)
+        jobs: List[_Job] = []
+        for index, overrides in enumerate(map(list, job_overrides)):
+            shown, key = " ".join(filter_overrides(overrides)), records.job_key(overrides)
+            if key in kept:
+                log.info("\t#%s : %s (finished before: kept)", kept[key]["job"], shown)
+                results[index] = self._kept_return(overrides, kept[key])
+                continue
+            num, rerun_of = _free_number(initial_job_idx + index, taken), _earlier(earlier.get(key))
+            try:
+                job = self._prepare(index, num, overrides, sweep_dir, work)
+            except Exception as exc:  # a job whose config cannot be composed fails alone
+                taken.add(num)
+                log.info("\t#%d : %s%s", num, shown, _rerun_note(rerun_of))
+                results[index] = self._failed(num, overrides, sweep_dir / str(num), sweep_dir, exc, time.time(),
+                                              rerun_of)
+                continue
+            job.rerun_of = rerun_of
+            taken.add(job.num)
+            log.info("\t#%d : %s%s", job.num, shown, _rerun_note(rerun_of))
+            jobs.append(job)
+        return results, jobs
+
     # ------------------------------------------------------------------------------------------
     def _prepare(self, index: int, num: int, overrides: List[str], sweep_dir: Path, work: Path) -> _Job:
         import cloudpickle
@@ -143,13 +163,7 @@ class SubprocessLauncher(Launcher):
 
         assert self.config is not None and self.hydra_context is not None
         config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
-        with open_dict(config):
-            config.hydra.job.id = f"{num}"
-            config.hydra.job.num = num
-        try:
-            run_dir = sweep_dir / str(OmegaConf.select(config, "hydra.sweep.subdir"))
-        except Exception:
-            run_dir = sweep_dir / str(num)
+        num, run_dir = self._place(config, num, sweep_dir)
         needed = self.gpus_per_job or int(OmegaConf.select(config, "trainer.num_processes", default=1) or 1)
         job = _Job(index, num, overrides, config, run_dir, needed, work / f"job_{num}.pkl",
                    work / f"job_{num}.result.pkl", work / f"job_{num}.out")
@@ -159,6 +173,27 @@ class SubprocessLauncher(Launcher):
             cloudpickle.dump({"hydra_context": self.hydra_context, "config": config,
                               "task_function": self.task_function, "singletons": Singleton.get_state()}, handle)
         return job
+
+    def _place(self, config: DictConfig, num: int, sweep_dir: Path) -> "tuple[int, Path]":
+        """Set the job's number (hydra.job.num, hence its subdir) and return it with the run dir. With
+        resume, a number whose run dir already exists is skipped: a resumed sweep never writes into the
+        folder of an earlier job."""
+        first: Optional[Path] = None
+        while True:
+            with open_dict(config):
+                config.hydra.job.id = f"{num}"
+                config.hydra.job.num = num
+            try:
+                run_dir = sweep_dir / str(OmegaConf.select(config, "hydra.sweep.subdir"))
+            except Exception:
+                run_dir = sweep_dir / str(num)
+            if not (self.resume and run_dir.exists()):
+                return num, run_dir
+            if run_dir == first:  # the subdir does not depend on the job number
+                raise RuntimeError(f"run dir {run_dir} belongs to an earlier job; with "
+                                   "hydra.launcher.resume=true, hydra.sweep.subdir must contain ${hydra.job.num}")
+            first = first or run_dir
+            num += 1
 
     def _env(self, gpu_ids: Optional[List[str]], num: int) -> Dict[str, str]:
         env = dict(os.environ, PYTHONUNBUFFERED="1", EXPERIMENTS_SWEEP_JOB=str(num))
@@ -173,11 +208,11 @@ class SubprocessLauncher(Launcher):
         started = time.time()
         if self._stopping:
             return self._failed(job.num, job.overrides, job.run_dir, sweep_dir, KeyboardInterrupt("interrupted"),
-                                started)
+                                started, job.rerun_of)
         try:
             gpu_ids = gpus.acquire(job.gpus_needed)
         except RuntimeError as exc:
-            return self._failed(job.num, job.overrides, job.run_dir, sweep_dir, exc, started)
+            return self._failed(job.num, job.overrides, job.run_dir, sweep_dir, exc, started, job.rerun_of)
         try:
             cmd = [sys.executable, "-m", CHILD_MODULE, str(job.payload), str(job.result)]
             with job.output.open("wb") as sink:
@@ -201,7 +236,7 @@ class SubprocessLauncher(Launcher):
             tail = _last_line(job.output)
             exc = RuntimeError(f"job process exited with code {code} before reporting a result"
                                + (f" ({tail})" if tail else f"; see {job.output}"))
-            return self._failed(job.num, job.overrides, job.run_dir, sweep_dir, exc, started)
+            return self._failed(job.num, job.overrides, job.run_dir, sweep_dir, exc, started, job.rerun_of)
         if ret.status == JobStatus.COMPLETED:
             log.info("job #%d finished in %.1f s", job.num, time.time() - started)
         else:
@@ -211,7 +246,7 @@ class SubprocessLauncher(Launcher):
             line = error_line(value) if isinstance(value, BaseException) else str(value)
             log.error("job #%d failed: %s", job.num, line)
             # A one-line failure for Hydra to report (the traceback is in the job's output file).
-            ret.return_value = SweepJobFailed(f"job #{job.num} failed: {line} (output: {job.output})")
+            ret.return_value = SweepJobFailed(_failure(job.num, line, job.rerun_of, job.output))
         job.payload.unlink(missing_ok=True)
         job.result.unlink(missing_ok=True)
         return ret
@@ -230,7 +265,7 @@ class SubprocessLauncher(Launcher):
             return None
 
     def _failed(self, num: int, overrides: List[str], run_dir: Path, sweep_dir: Path, exc: BaseException,
-                started: float) -> JobReturn:
+                started: float, rerun_of: Optional[str] = None) -> JobReturn:
         """A job that never reported (could not start, or its process died): record it as failed."""
         from experiments.sweep import records
         from experiments.sweep.naming import sweep_id
@@ -246,7 +281,7 @@ class SubprocessLauncher(Launcher):
         except OSError as write_error:
             log.warning("could not record job #%d: %s", num, write_error)
         ret = JobReturn(overrides=overrides, status=JobStatus.FAILED)
-        ret.return_value = SweepJobFailed(f"job #{num} failed: {records.error_line(exc)}")
+        ret.return_value = SweepJobFailed(_failure(num, records.error_line(exc), rerun_of))
         return ret
 
     @staticmethod
@@ -275,6 +310,31 @@ class SubprocessLauncher(Launcher):
                     os.killpg(proc.pid, signal.SIGTERM)
                 except OSError:
                     pass
+
+
+def _free_number(wanted: int, taken: "set[int]") -> int:
+    """Hydra's job number, or, when the sweep dir already uses numbers (resume), the next one after all."""
+    return max([wanted] + [n + 1 for n in taken])
+
+
+def _earlier(record: Optional[Dict[str, Any]]) -> Optional[str]:
+    """Why an earlier job with the same overrides is run again (None: there is none)."""
+    if record is None:
+        return None
+    if record.get("status") == "failed":
+        return f"job #{record.get('job')} failed before with the same overrides"
+    return f"job #{record.get('job')} with the same overrides left no metrics.json"
+
+
+def _rerun_note(rerun_of: Optional[str]) -> str:
+    return "" if rerun_of is None else f" ({rerun_of}: run again)"
+
+
+def _failure(num: int, line: str, rerun_of: Optional[str], output: Optional[Path] = None) -> str:
+    """The one line Hydra prints for a failed job; a re-run names the earlier attempt (kept in its folder)."""
+    notes = [rerun_of] if rerun_of is not None else []
+    notes += [f"output: {output}"] if output is not None else []
+    return f"job #{num} failed: {line}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _last_line(path: Path) -> str:

@@ -1,0 +1,180 @@
+"""Where a single run writes, decided before Hydra writes anything: a new run gets a new (or empty)
+directory, a resumed run gets the directory of the run it continues — and only if its config is the
+same experiment. Nothing of an earlier run is overwritten, and a failed start removes only what this
+invocation created.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from omegaconf import OmegaConf
+
+from experiments.errors import ExperimentError
+
+CONFIG_FILE = "config.yaml"
+RESUME_LOG = "resume_log.jsonl"
+# Set by the preflight for the Hydra job in this process: the run dir it made, if it made one.
+CREATED_ENV = "EXPERIMENTS_CREATED_RUN_DIR"
+CREATED_TOP_ENV = "EXPERIMENTS_CREATED_TOP_DIR"  # the outermost folder of the run dir's path it made
+RESUME_SUBDIR_ENV = "EXPERIMENTS_RESUME_HYDRA_SUBDIR"
+
+# Keys a resumed run may change without becoming another experiment (where files go, what is logged).
+RESUME_FREE = ("trainer.resume", "paths.output_dir", "paths.root_dir", "logger.", "inference.", "tags",
+               "objective", "trainer.log_every_n_steps", "trainer.save_total_limit", "trainer.save_steps",
+               "trainer.dataloader_num_workers", "trainer.main_process_port", "trainer.main_process_ip")
+# Keys a resumed run may raise: it trains longer (the schedule stretches to the new end from here on).
+RESUME_LONGER = ("trainer.epochs", "trainer.max_steps")
+_OFF = ("false", "no", "0", "none", "null", "")
+
+
+def resume_requested(value: Optional[str]) -> bool:
+    return value is not None and str(value).strip().lower() not in _OFF
+
+
+def resume_in_place(value: Optional[str]) -> bool:
+    return str(value).strip().lower() in ("true", "yes", "1", "latest")
+
+
+def plan_single_run(overrides: List[str]) -> List[str]:
+    """Check the run dir of a single run; return the overrides that pin it for Hydra."""
+    from experiments.config.validate import compose_with_hydra, to_typed
+
+    cfg, hydra_cfg = compose_with_hydra(overrides)
+    run_dir = Path(str(hydra_cfg.run.dir))
+    typed = to_typed(cfg)
+    extra = [] if any(o.startswith("hydra.run.dir=") for o in overrides) else [f"hydra.run.dir={run_dir}"]
+    resume = typed.mode == "train" and resume_requested(typed.trainer.resume)
+    if resume and resume_in_place(typed.trainer.resume):
+        check_resumable(run_dir, cfg, typed.trainer.backend)
+        subdir = f".hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        os.environ[RESUME_SUBDIR_ENV] = str(run_dir.resolve() / subdir)
+        return extra + [f"hydra.output_subdir={subdir}"]
+    if resume:
+        source = checkpoint_run_dir(Path(str(typed.trainer.resume)).expanduser())
+        if source is not None:
+            compare_for_resume(source, cfg)
+    check_fresh(run_dir, resume)
+    if not run_dir.exists():
+        top = run_dir.resolve()
+        while not top.parent.exists():
+            top = top.parent
+        os.environ[CREATED_ENV] = str(run_dir.resolve())
+        os.environ[CREATED_TOP_ENV] = str(top)
+    return extra
+
+
+def check_fresh(run_dir: Path, resume: bool) -> None:
+    """A new run never writes into a directory that already holds files."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise ExperimentError(f"hydra.run.dir={run_dir} is a file, not a directory: choose another hydra.run.dir")
+    held = sorted(p.name for p in run_dir.iterdir())
+    if held:
+        shown = ", ".join(held[:6]) + (", ..." if len(held) > 6 else "")
+        what = "a run" if (run_dir / CONFIG_FILE).exists() else "files"
+        hint = "" if resume else "; to continue that run add trainer.resume=true"
+        raise ExperimentError(f"hydra.run.dir={run_dir} already holds {what} ({shown}): a new run needs a new or "
+                              f"empty directory{hint}")
+
+
+def check_resumable(run_dir: Path, cfg, backend: str) -> None:
+    """``trainer.resume=true``: the dir holds a run of the same experiment with a complete checkpoint."""
+    from experiments.train.checkpoints import has_checkpoint
+
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ExperimentError(f"trainer.resume=true but {run_dir} holds no run (no {CONFIG_FILE}); rerun in the "
+                              f"run's directory (hydra.run.dir=<run dir>) or pass a checkpoint path")
+    compare_for_resume(run_dir, cfg)
+    if not has_checkpoint(run_dir, backend):
+        raise ExperimentError(f"trainer.resume=true but {run_dir}/checkpoints holds no complete checkpoint; "
+                              f"rerun in the same directory (hydra.run.dir=<run dir>) or pass a checkpoint path")
+
+
+def checkpoint_run_dir(path: Path) -> Optional[Path]:
+    """The run a checkpoint path belongs to (``<run>/checkpoints/step_N`` or ``<run>``)."""
+    for candidate in (path, path.parent.parent):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    return None
+
+
+def _flat(container: Any, prefix: str = "") -> Dict[str, Any]:
+    if isinstance(container, dict):
+        out: Dict[str, Any] = {}
+        for key, value in container.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): container}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+    return a == b
+
+
+def resume_changes(run_dir: Path, cfg) -> Tuple[Dict[str, list], Dict[str, list]]:
+    """(allowed, refused) differences between the saved config of ``run_dir`` and ``cfg``."""
+    saved = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE), resolve=False))
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("hydra", None)
+    new = _flat(container)
+    allowed, refused = {}, {}
+    for key in sorted(set(saved) | set(new)):
+        old_value, new_value = saved.get(key, "<unset>"), new.get(key, "<unset>")
+        if _same(old_value, new_value) or key.startswith(RESUME_FREE):
+            continue
+        longer = key in RESUME_LONGER and isinstance(old_value, (int, float)) and isinstance(new_value, (int, float))
+        if longer and (new_value >= old_value or key == "trainer.max_steps" and old_value <= 0 < new_value):
+            allowed[key] = [old_value, new_value]
+        else:
+            refused[key] = [old_value, new_value]
+    return allowed, refused
+
+
+def compare_for_resume(run_dir: Path, cfg) -> None:
+    """Refuse to resume a run whose experiment the new config changes (anything but RESUME_FREE/LONGER)."""
+    from omegaconf import open_dict
+
+    probe = cfg.copy()
+    with open_dict(probe):
+        probe.paths.output_dir = str(run_dir)
+    _, refused = resume_changes(run_dir, probe)
+    if refused:
+        shown = "; ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in list(refused.items())[:4])
+        more = f" (+{len(refused) - 4} more)" if len(refused) > 4 else ""
+        raise ExperimentError(f"trainer.resume: the config differs from the run in {run_dir}: {shown}{more}; "
+                              f"resume with the run's values, or start a new run")
+
+
+def record_resume(run_dir: Path, cfg) -> None:
+    """On resume: the allowed changes go to config.yaml (what the run now is) and resume_log.jsonl (history)."""
+    allowed, _ = resume_changes(run_dir, cfg)
+    entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": allowed}
+    with (run_dir / RESUME_LOG).open("a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
+def remove_created(run_dir: Path) -> None:
+    """After bad input: remove what this invocation created (never a directory that existed before)."""
+    resume_subdir = os.environ.pop(RESUME_SUBDIR_ENV, None)
+    if resume_subdir and Path(resume_subdir).is_dir():
+        shutil.rmtree(resume_subdir, ignore_errors=True)
+    created = os.environ.pop(CREATED_ENV, None)
+    if not created or Path(created) != run_dir.resolve() or not run_dir.is_dir():
+        return
+    if any((run_dir / name).exists() for name in ("checkpoints", "metrics.json", "best", "last")):
+        return  # training had started: its results stay
+    shutil.rmtree(run_dir, ignore_errors=True)
+    top = Path(os.environ.pop(CREATED_TOP_ENV, str(run_dir.resolve())))
+    parent = run_dir.resolve().parent
+    while top != run_dir.resolve() and parent.is_relative_to(top) and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()  # folders this invocation made (outputs/, the date folder), if nothing else is in them
+        parent = parent.parent

@@ -1,0 +1,227 @@
+"""Checks a multirun passes before Hydra writes anything (called by :func:`experiments.cli.main` for ``-m``).
+
+* **The sweep folder.** Without ``hydra.launcher.resume=true``, a sweep into a ``hydra.sweep.dir`` that
+  already holds an earlier sweep would write its jobs into the earlier jobs' folders: it is refused.
+* **The search space** (``hparams_search=...`` or any sweeper but Hydra's basic one). A typo in a
+  searched key, or a value the schema rejects, would fail every trial the sampler draws it for; each
+  searched key is checked with the values a trial can get (every choice, both ends of an interval or
+  range), and the plain overrides of the command are checked like a grid sweep's.
+
+A refusal is an :class:`~experiments.errors.ExperimentError`: one line, exit code 2.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.errors import ExperimentError
+
+_PARAMS = "hydra.sweeper.params."
+
+
+def check_sweep_or_exit(overrides: Optional[List[str]], multirun: bool) -> None:
+    """CLI entry: for a multirun, run :func:`check_sweep`; a refusal prints ``error: ...`` and exits."""
+    if overrides is None or not multirun:
+        return
+    try:
+        check_sweep(overrides)
+    except ExperimentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+def check_sweep(overrides: List[str]) -> None:
+    """Every check of this module, in the order a user would fix them: config, search space, folder."""
+    parsed = _parse(overrides)
+    plain = [o for o in parsed if not o.is_hydra_override()]
+    fixed = [o.input_line for o in plain if not o.is_sweep_override()]
+    for override in parsed:
+        if override.is_hydra_override() and override.is_sweep_override():
+            _refuse_hydra_sweep(override, fixed)
+        elif override.key_or_group.startswith(_PARAMS) and "." in override.key_or_group[len(_PARAMS):]:
+            _refuse_dotted_param(override, override.value(), fixed)
+    cfg = compose_with_hydra([o.input_line for o in parsed if not o.is_sweep_override()])
+    if _choice(cfg, "hydra/sweeper") not in (None, "basic"):
+        check_search_space(cfg, plain)
+    check_sweep_dir(cfg)
+
+
+def _parse(overrides: List[str]) -> list:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:
+        raise ExperimentError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
+
+
+def compose_with_hydra(overrides: List[str]) -> DictConfig:
+    """The config with its ``hydra`` node (sweeper, launcher, sweep dir), composed without running."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from experiments.config import schema
+    from experiments.config.validate import conf_dir, describe
+
+    schema.register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    except ExperimentError:
+        raise
+    except Exception as exc:
+        raise ExperimentError(describe(exc)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _choice(cfg: DictConfig, group: str) -> Optional[str]:
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
+    return choices.get(group)
+
+
+# -- the search space --------------------------------------------------------------------------------
+def _refuse_hydra_sweep(override, fixed: List[str]) -> None:
+    """Hydra cannot sweep its own settings; ``hydra.sweeper.params.a.b=...`` is the usual way there."""
+    key = override.key_or_group
+    if key.startswith(_PARAMS) and "." in key[len(_PARAMS):]:
+        _refuse_dotted_param(override, override.input_line.split("=", 1)[1], fixed)
+    raise ExperimentError(f"'{override.input_line}' sweeps over a Hydra setting, which Hydra cannot do: give "
+                          f"{key} one value (quote text that has commas: {key}='a,b')")
+
+
+def _refuse_dotted_param(override, value: Any, fixed: List[str]) -> None:
+    """``hydra.sweeper.params.trainer.lr=...`` is read by Hydra as nested keys, never as the search-space
+    key ``trainer.lr``: check that key as searched, then say how to change the space instead."""
+    key = override.key_or_group[len(_PARAMS):]
+    spec = f"{key}={value}"
+    entry = _parse([spec])[0]
+    _check_entry(key, entry, f"{override.key_or_group} on the command line", fixed)
+    raise ExperimentError(f"'{override.key_or_group}' cannot change the search space (Hydra reads the dots "
+                          f"as nested keys): give '{spec}' as an override instead (it replaces that key's "
+                          "range), or edit hydra.sweeper.params in conf/hparams_search/")
+
+
+def search_space(cfg: DictConfig, plain: list) -> Tuple[Dict[str, Tuple[str, Any]], List[str]]:
+    """({key: (where it is set, parsed override)}, fixed overrides from the config's params), merged as the
+    Optuna sweeper merges them: a command-line sweep replaces a key's range, a plain value fixes the key."""
+    node = OmegaConf.select(cfg, "hydra.sweeper.params", default=None)
+    params = OmegaConf.to_container(node, resolve=False) if node is not None else {}
+    option = _choice(cfg, "hparams_search")
+    where = f"hydra.sweeper.params of conf/hparams_search/{option}.yaml" if option else "hydra.sweeper.params"
+    space: Dict[str, Tuple[str, Any]] = {}
+    fixed: List[str] = []
+    for key, value in (params or {}).items():
+        try:
+            entry = _parse([f"{key}={value}"])[0]
+        except ExperimentError as exc:
+            raise ExperimentError(f"search space entry '{key}: {value}' in {where}: {exc}") from None
+        if entry.is_sweep_override():
+            space[entry.get_key_element()] = (where, entry)
+        else:
+            fixed.append(entry.input_line)
+    for entry in plain:
+        if entry.is_sweep_override():
+            space[entry.get_key_element()] = ("the command line", entry)
+        else:
+            space.pop(entry.get_key_element(), None)
+    return space, fixed
+
+
+def check_search_space(cfg: DictConfig, plain: list) -> None:
+    """The plain overrides as one job, then one job per value a trial can draw for each searched key."""
+    from experiments.config.validate import check_overrides
+
+    space, config_fixed = search_space(cfg, plain)
+    base = config_fixed + [o.input_line for o in plain if not o.is_sweep_override()]
+    check_overrides(base)
+    for key, (where, entry) in space.items():
+        _check_entry(key, entry, where, base)
+
+
+def _check_entry(key: str, entry, where: str, base: List[str]) -> None:
+    """Validate a job for each value a trial can get for ``key``; the error names the key and the value."""
+    from experiments.config.validate import check_overrides
+
+    for value in trial_values(key, entry, where):
+        try:
+            check_overrides([*base, f"{key}={value}"])
+        except ExperimentError as exc:
+            raise ExperimentError(f"searched value {key}={value} (from {where}): {exc}") from None
+
+
+def trial_values(key: str, entry, where: str) -> List[Any]:
+    """The values to check for a searched key, as the Optuna sweeper writes them into a trial's overrides:
+    every choice, and both ends of an interval or a range."""
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep, Transformer
+
+    value = entry.value()
+    if not entry.is_sweep_override():
+        return [entry.get_value_element_as_str()]
+    if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
+        return list(entry.sweep_iterator(transformer=Transformer.encode))
+    if isinstance(value, RangeSweep):
+        values = list(entry.sweep_iterator())
+        if not values:
+            raise ExperimentError(f"search space {key}={_spec(entry)} (from {where}) is an empty range")
+        return [values[0], values[-1]]
+    if isinstance(value, IntervalSweep):
+        if value.start > value.end or ("log" in value.tags and value.start <= 0):
+            raise ExperimentError(f"search space {key}={_spec(entry)} (from {where}): an interval needs "
+                                  "start <= end, and start > 0 on a log scale")
+        return [value.start, value.end]
+    raise ExperimentError(f"search space {key}={_spec(entry)} (from {where}) is not supported by the "
+                          "sweeper: use choice(...), range(...) or interval(...)")
+
+
+def _spec(entry) -> str:
+    return entry.input_line.split("=", 1)[1] if "=" in entry.input_line else entry.input_line
+
+
+# -- the sweep folder -------------------------------------------------------------------------------------
+def check_sweep_dir(cfg: DictConfig) -> None:
+    """Refuse to start a sweep (without resume) in a folder that holds an earlier sweep's jobs or files."""
+    node = OmegaConf.select(cfg, "hydra.sweep", default=None)
+    raw = str(OmegaConf.to_container(node, resolve=False).get("dir", "")) if node is not None else ""
+    if not raw or "${" in raw:  # the default, multirun/<date>/<time>: a new folder every time
+        return
+    path = Path(raw)
+    if path.exists() and not path.is_dir():
+        raise ExperimentError(f"hydra.sweep.dir={raw} is a file: choose a folder for hydra.sweep.dir")
+    found = earlier_sweep(path)
+    if found is None or OmegaConf.select(cfg, "hydra.launcher.resume", default=False):
+        return
+    if OmegaConf.select(cfg, "hydra.launcher.resume", default=None) is None:
+        hint = f"choose a new hydra.sweep.dir (hydra/launcher={_choice(cfg, 'hydra/launcher')} cannot resume)"
+    else:
+        hint = "add hydra.launcher.resume=true to continue it, or choose a new hydra.sweep.dir"
+    raise ExperimentError(f"hydra.sweep.dir={raw} already holds a sweep ({found}); {hint}")
+
+
+def earlier_sweep(path: Path) -> Optional[str]:
+    """What of an earlier sweep ``path`` holds (``jobs 0-2``, ``multirun.yaml``), or None."""
+    from experiments.sweep.records import used_job_numbers
+    from experiments.sweep.summary import SUMMARY_JSON
+
+    if not path.is_dir():
+        return None
+    numbers = sorted(used_job_numbers(path))
+    if numbers:
+        return f"job {numbers[0]}" if len(numbers) == 1 else f"jobs {_ranges(numbers)}"
+    files = [n for n in ("multirun.yaml", SUMMARY_JSON, ".launcher") if (path / n).exists()]
+    return ", ".join(files) or None
+
+
+def _ranges(numbers: List[int]) -> str:
+    """[0, 1, 2, 5] -> ``0-2, 5``."""
+    spans: List[List[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans)
