@@ -41,3 +41,20 @@ def test_csv_tracker_writes_long_format_rows(tmp_path):
     tracking.log({"train_loss": 0.5, "note": "text", "nan": float("nan")}, step=3)
     tracking.finish()
     assert (tmp_path / "metrics.csv").read_text().splitlines() == ["step,name,value", "3,train_loss,0.5"]
+
+
+def test_wandb_run_id_is_kept_in_the_run_dir_for_resume(tmp_path):
+    from experiments.tracking import wandb_run_id
+
+    first = wandb_run_id(tmp_path)
+    assert first and wandb_run_id(tmp_path) == first
+    assert (tmp_path / "wandb" / "wandb_run_id").read_text().strip() == first
+
+
+def test_trim_csv_log_drops_rows_after_the_resumed_step(tmp_path):
+    from experiments.tracking import trim_csv_log
+
+    path = tmp_path / "metrics.csv"
+    path.write_text("step,name,value\n1,train_loss,0.9\n2,train_loss,0.8\n3,train_loss,0.7\n")
+    trim_csv_log(path, 2)
+    assert path.read_text().splitlines() == ["step,name,value", "1,train_loss,0.9", "2,train_loss,0.8"]

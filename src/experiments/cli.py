@@ -34,7 +34,8 @@ def main() -> None:
     multirun = "-m" in argv or "--multirun" in argv
     if not multirun:  # a sweep's parent leaves signals to its launcher; each job installs its own
         interrupts.current().install()  # first: Ctrl-C at any moment from here on is one line
-    sweeper_chosen = any(o.startswith("hparams_search=") for o in (overrides or []))
+    # A search (hparams_search=… or another Hydra sweeper) is checked by the sweep preflight, trial values included.
+    sweeper_chosen = any(o.startswith(("hparams_search=", "hydra/sweeper=")) for o in (overrides or []))
     if overrides is not None and not sweeper_chosen:
         try:
             check_overrides(overrides)

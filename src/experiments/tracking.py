@@ -14,21 +14,9 @@ from urllib.parse import urlsplit
 
 from experiments.config.schema import LoggerConfig
 from experiments.errors import ExperimentError
+from experiments.secrets import scrub  # noqa: F401  (re-exported: trackers get scrubbed configs)
 
 log = logging.getLogger(__name__)
-
-# Whole key components only: "hf_token", "api_key" are masked; "tokenizer", "max_new_tokens" are not.
-_SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|token|secret|secret[_-]?key|password|passwd|credentials?)$",
-                         re.IGNORECASE)
-
-
-def scrub(value: Any) -> Any:
-    """A copy of a config dict with secret-looking keys masked (never log API keys)."""
-    if isinstance(value, dict):
-        return {k: ("***" if _SECRET_KEY.search(str(k)) and v not in (None, "") else scrub(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub(v) for v in value]
-    return value
 
 
 def flatten(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
@@ -266,7 +254,7 @@ def wandb_run_id(run_dir: Path) -> str:
     path = Path(run_dir) / "wandb" / WANDB_ID_FILE
     if path.exists():
         return path.read_text().strip()
-    from wandb.util import generate_id
+    from wandb.sdk.lib.runid import generate_id
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(generate_id() + "\n")

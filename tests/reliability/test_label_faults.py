@@ -87,3 +87,18 @@ def test_missing_label_column(tmp_path):
 def test_labels_that_are_right_train(tmp_path, labels):
     result = run(*TINY, *_files(tmp_path, labels, labels[:6]), f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_glue_data_files_override_reads_exactly_those_files(tmp_path, shared_data):
+    """`dataset=mrpc dataset.data_files.train=…/dev.tsv` trains on dev.tsv's 408 rows, not the mirror's train."""
+    result = run(*TINY, "dataset=mrpc", f"paths.mirror={shared_data}", "dataset.max_train_samples=null",
+                 "dataset.max_eval_samples=null", "trainer.limit_eval_batches=1",
+                 f"dataset.data_files.train={shared_data}/glue/MRPC/dev.tsv", f"hydra.run.dir={tmp_path}/run",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["num_train_samples"] + metrics["num_eval_samples"] == 408
+
+
+def test_data_files_on_a_loader_that_reads_its_own_files_is_refused(tmp_path):
+    _refused(tmp_path, ["dataset.data_files.train=mine.csv"], "dataset.data_files is set", "bbc_news")

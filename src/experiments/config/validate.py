@@ -100,6 +100,8 @@ def describe(exc: BaseException) -> str:
         parent = key.rsplit(".", 1)[0] if key and "." in key else ""
         allowed = _schema_fields(parent)
         hint = f" (allowed keys in '{parent or 'config'}': {', '.join(allowed)})" if allowed else ""
+        if allowed is None and _is_mapping_field(parent):
+            hint = f" (a new key in the mapping '{parent}' takes a leading '+': +{key}=...)"
         return f"unknown config key '{key}'{hint}"
     if isinstance(cause, MissingMandatoryValue):
         return f"missing value for '{full_key}' (set it on the command line: {full_key}=...)"
@@ -110,6 +112,18 @@ def describe(exc: BaseException) -> str:
     if match:
         return f"could not override '{match.group(1)}': " + " ".join(text.splitlines()[1:2]).strip()
     return text.splitlines()[0] if text else type(cause).__name__
+
+
+def _is_mapping_field(dotted: str) -> bool:
+    """Is ``dotted`` a free-form mapping of the schema (``dataset.read_options``, ``task.options``)?"""
+    if "." not in dotted:
+        return False
+    parent, name = dotted.rsplit(".", 1)
+    node: Any = schema.ExperimentConfig
+    for part in [p for p in parent.split(".") if p]:
+        node = typing.get_type_hints(node).get(part) if dataclasses.is_dataclass(node) else None
+    hint = typing.get_type_hints(node).get(name) if dataclasses.is_dataclass(node) else None
+    return typing.get_origin(hint) is dict or "Dict[" in str(hint)  # Optional[Dict[...]] too
 
 
 def _first_quoted(text: str) -> Optional[str]:
@@ -147,8 +161,8 @@ def compose(overrides: Iterable[str], output_dir: str = "<preflight>") -> DictCo
     return cfg
 
 
-def compose_with_hydra(overrides: Iterable[str]):
-    """(config, hydra config) of a single run, as Hydra would compose it, without making a run dir."""
+def compose_full(overrides: Iterable[str]) -> DictConfig:
+    """The config with its ``hydra`` node (run/sweep dir, sweeper, launcher), composed without running."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -157,13 +171,18 @@ def compose_with_hydra(overrides: Iterable[str]):
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+            return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
     except ExperimentError:
         raise
     except Exception as exc:
         raise ExperimentError(describe(exc)) from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def compose_with_hydra(overrides: Iterable[str]):
+    """(config, hydra config) of a single run, as Hydra would compose it, without making a run dir."""
+    cfg = compose_full(overrides)
     hydra_cfg = cfg.hydra
     OmegaConf.set_struct(cfg, False)
     run_dir = str(hydra_cfg.run.dir)

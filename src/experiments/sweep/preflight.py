@@ -43,7 +43,9 @@ def check_sweep(overrides: List[str]) -> None:
             _refuse_hydra_sweep(override, fixed)
         elif override.key_or_group.startswith(_PARAMS) and "." in override.key_or_group[len(_PARAMS):]:
             _refuse_dotted_param(override, override.value(), fixed)
-    cfg = compose_with_hydra([o.input_line for o in parsed if not o.is_sweep_override()])
+    from experiments.config.validate import compose_full
+
+    cfg = compose_full([o.input_line for o in parsed if not o.is_sweep_override()])
     if _choice(cfg, "hydra/sweeper") not in (None, "basic"):
         check_search_space(cfg, plain)
     check_sweep_dir(cfg)
@@ -56,27 +58,6 @@ def _parse(overrides: List[str]) -> list:
         return OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
         raise ExperimentError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
-
-
-def compose_with_hydra(overrides: List[str]) -> DictConfig:
-    """The config with its ``hydra`` node (sweeper, launcher, sweep dir), composed without running."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from experiments.config import schema
-    from experiments.config.validate import conf_dir, describe
-
-    schema.register()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-    except ExperimentError:
-        raise
-    except Exception as exc:
-        raise ExperimentError(describe(exc)) from None
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def _choice(cfg: DictConfig, group: str) -> Optional[str]:
