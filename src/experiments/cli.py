@@ -67,7 +67,7 @@ def run_job(cfg) -> Optional[float]:
     from experiments.config.validate import to_typed
     from experiments.errors import ExperimentError
     from experiments.interrupts import Interrupted
-    from experiments.rundir import remove_created
+    from experiments.rundir import record_resume, remove_created, resume_in_place
     from experiments.runs import finish_run, start_run
 
     interrupts.current().install()
@@ -80,6 +80,8 @@ def run_job(cfg) -> Optional[float]:
 
             apply_sweep_context(cfg, hydra_cfg)
         typed = to_typed(cfg)
+        if not multirun and typed.mode == "train" and resume_in_place(typed.trainer.resume):
+            record_resume(run_dir, cfg)  # the preflight checked it is the same experiment: log what changed
         start_run(cfg, run_dir)
         if typed.mode == "train":
             from experiments.train import train

@@ -18,27 +18,14 @@ METRICS_FILE = "metrics.json"
 
 
 def start_run(cfg: DictConfig, run_dir: Path) -> None:
-    """Write the resolved config (secrets masked) before any work starts. A resumed run (its preflight
-    checked it is the same experiment) first records what changed in resume_log.jsonl."""
-    from experiments.rundir import record_resume, resume_in_place
+    """Write the resolved config (secrets masked, atomically) before any work starts."""
     from experiments.secrets import scrub
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / CONFIG_FILE).exists() and cfg.mode == "train" and resume_in_place(cfg.trainer.resume):
-        record_resume(run_dir, cfg)
     resolved = scrub(OmegaConf.to_container(cfg, resolve=True))
     tmp = run_dir / (CONFIG_FILE + ".tmp")
     tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
     os.replace(tmp, run_dir / CONFIG_FILE)
-
-
-def load_run_config(run_dir: Path):
-    """The typed config a run was started with (used by worker processes and resume)."""
-    from experiments.config import schema
-    from experiments.config.validate import to_typed
-
-    base = OmegaConf.structured(schema.ExperimentConfig)
-    return to_typed(OmegaConf.merge(base, OmegaConf.load(run_dir / CONFIG_FILE)))
 
 
 def environment(num_processes: int = 1) -> Dict[str, Any]:

@@ -16,9 +16,8 @@ def main(argv=None) -> int:
                         handlers=[logging.StreamHandler(), *( [logging.FileHandler(run_dir / "run.log")] if rank == 0 else [])])
     from experiments import interrupts
     from experiments.errors import ExperimentError
-    from experiments.launch import ERROR_FILE_ENV
-    from experiments.runs import load_run_config
     from experiments.train import train
+    from experiments.train.launch import ERROR_FILE_ENV
 
     interrupts.current().install()
     try:
@@ -29,6 +28,18 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     return 0
+
+
+def load_run_config(run_dir: Path):
+    """The typed config the parent process wrote for this run (workers never compose config themselves)."""
+    from omegaconf import OmegaConf
+
+    from experiments.config import schema
+    from experiments.config.validate import to_typed
+    from experiments.runs import CONFIG_FILE
+
+    base = OmegaConf.structured(schema.ExperimentConfig)
+    return to_typed(OmegaConf.merge(base, OmegaConf.load(run_dir / CONFIG_FILE)))
 
 
 if __name__ == "__main__":

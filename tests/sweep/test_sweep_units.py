@@ -130,7 +130,7 @@ def test_launcher_configs_compose_and_preflight_accepts_them():
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             default = compose(config_name="config", overrides=[], return_hydra_config=True)
             assert default.hydra.launcher._target_.endswith("SubprocessLauncher")
-            assert default.hydra.callbacks.sweep._target_ == "experiments.sweep.callback.SweepCallback"
+            assert default.hydra.callbacks.sweep._target_ == "experiments.callbacks.SweepCallback"
             slurm = compose(config_name="config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
             assert slurm.hydra.launcher._target_.endswith("SlurmAccelerateLauncher")
             assert slurm.hydra.launcher.tasks_per_node == 1

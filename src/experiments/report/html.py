@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from experiments.sweep import records
-from experiments.sweep.summary import _short, metric_value, split_override
+from experiments.sweep.summary import metric_value, short_value, split_override
 
 REPORT_FILE = "report.html"
 
@@ -74,7 +74,7 @@ def metric_vs_param_plots(summary: Dict[str, Any]) -> List[Tuple[str, str]]:
 
 def _label(job: Dict[str, Any], swept: Dict[str, List[str]]) -> str:
     params = dict(split_override(o) for o in job["overrides"])
-    shown = ", ".join(f"{k.split('.')[-1]}={_short(params[k])}" for k in swept if k in params)
+    shown = ", ".join(f"{k.split('.')[-1]}={short_value(params[k])}" for k in swept if k in params)
     return f"#{job['job']} {shown}".strip()
 
 
@@ -126,7 +126,7 @@ def _table(summary: Dict[str, Any]) -> str:
     for job in summary["jobs"]:
         params = dict(split_override(o) for o in job["overrides"])
         cells = [("&#9733; " if job.get("best") else "") + str(job["job"]), job["status"]]
-        cells += [html.escape(_short(params.get(k, ""))) for k in summary["swept"]]
+        cells += [html.escape(short_value(params.get(k, ""))) for k in summary["swept"]]
         cells += [f"{job['metrics'][m]:.4g}" if m in job.get("metrics", {}) else "-" for m in metrics]
         cells += [f"{job.get('duration_s') or 0:.1f}", html.escape(str(job.get("run_dir", ""))),
                   html.escape(job.get("error") or "")]

@@ -169,7 +169,7 @@ def format_table(summary: Dict[str, Any]) -> str:
         params = dict(split_override(o) for o in job.get("overrides", []))
         row: Dict[str, Any] = {"job": job["job"], "best": "*" if job.get("best") else "", "status": job["status"]}
         if summary["swept"]:
-            row.update({key: _short(params.get(key, "")) for key in summary["swept"]})
+            row.update({key: short_value(params.get(key, "")) for key in summary["swept"]})
         else:
             row["overrides"] = " ".join(job.get("overrides", []))
         row.update({m: job.get("metrics", {}).get(m) for m in shown})
@@ -194,7 +194,7 @@ def _superseded_line(summary: Dict[str, Any]) -> str:
     return f"\nsuperseded (run again later, folders kept): {items}"
 
 
-def _short(value: str) -> str:  # also used by the HTML report
+def short_value(value: str) -> str:  # also used by the HTML report
     """``2.368863950364079e-05`` -> ``2.369e-05`` (text stays as it is)."""
     try:
         number = float(value)
@@ -232,19 +232,8 @@ def summarize(config) -> Dict[str, Any]:
     return summary
 
 
-def finish_sweep(config, print_table: bool = True, report: bool = True) -> Dict[str, Any]:
-    """End of a sweep: summary files, the table on stdout, the HTML report."""
-    summary = summarize(config)
-    if report and summary["jobs"]:
-        from experiments.report.html import write_report
-
-        try:
-            path = write_report(Path(summary["sweep_dir"]), summary)
-            summary["report"] = str(path)
-        except Exception as exc:  # a plotting problem must not lose the summary
-            log.warning("could not write the HTML report: %s", exc)
-    if print_table:
-        print("\n" + format_table(summary) + "\n" + headline(summary), flush=True)
-        if summary.get("report"):
-            print(f"report: {summary['report']}", flush=True)
-    return summary
+def print_summary(summary: Dict[str, Any]) -> None:
+    """The table and headline on stdout (and where the HTML report is, when one was written)."""
+    print("\n" + format_table(summary) + "\n" + headline(summary), flush=True)
+    if summary.get("report"):
+        print(f"report: {summary['report']}", flush=True)

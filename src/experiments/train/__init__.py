@@ -7,8 +7,8 @@ from typing import Any, Dict
 
 def train(cfg, run_dir: Path) -> Dict[str, Any]:
     """Run the configured training; returns the run's metrics (also written to ``metrics.json``)."""
-    from experiments.launch import in_distributed_worker, launch_workers
     from experiments.tracking import check_wandb
+    from experiments.train.launch import in_distributed_worker, launch_workers
 
     check_wandb(cfg.logger)  # a bad key or unreachable server: one line now, not a traceback after loading
     if cfg.trainer.num_processes > 1 and not in_distributed_worker():

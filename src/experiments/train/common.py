@@ -106,3 +106,12 @@ def hydra_overrides() -> List[str]:
         return list(HydraConfig.get().overrides.task)
     except Exception:
         return []
+
+
+def reset_accelerate_state() -> None:
+    """Forget this run's Accelerate settings, so a next run in the same process may choose others
+    (e.g. another mixed precision); a distributed worker keeps its process group."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()

@@ -18,6 +18,7 @@ from experiments.train.common import (
     best_metric_key,
     build_experiment,
     hydra_overrides,
+    reset_accelerate_state,
     resolve_mixed_precision,
     run_name,
 )
@@ -183,8 +184,6 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
         stop.deferring = False
         if tracking is not None:
             tracking.finish()
-        from experiments.train.loop import reset_accelerate_state
-
         reset_accelerate_state()
 
 

@@ -22,6 +22,7 @@ from experiments.train.common import (
     build_experiment,
     hydra_overrides,
     is_better,
+    reset_accelerate_state,
     resolve_mixed_precision,
     run_name,
 )
@@ -312,16 +313,6 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
             tracking.finish()
         accelerator.end_training()
         reset_accelerate_state()
-
-
-def reset_accelerate_state() -> None:
-    """Forget this run's Accelerate settings, so a next run in the same process may choose others
-    (e.g. another mixed precision); a distributed worker keeps its process group."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=False)
-    GradientState._reset_state()
-
 
 
 def _non_embedding_params(model) -> int:

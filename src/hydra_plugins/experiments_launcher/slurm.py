@@ -19,7 +19,7 @@ try:
 except ImportError:  # hydra-submitit-launcher not installed: the configs are simply unavailable
     LocalLauncher = SlurmLauncher = None
 
-NODE_RANK_ENV = "EXPERIMENTS_NODE_RANK"  # read by experiments.sweep.callback
+NODE_RANK_ENV = "EXPERIMENTS_NODE_RANK"  # read by experiments.callbacks
 
 
 def rendezvous_port(job_id: str) -> int:

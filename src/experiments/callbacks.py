@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -79,9 +79,24 @@ class SweepCallback(Callback):
         if self._finalized or self._sweep_config is None:
             return
         self._finalized = True
-        from experiments.sweep.summary import finish_sweep
-
         try:
             finish_sweep(self._sweep_config, print_table=self.print_table, report=self.report)
         except Exception as exc:  # the summary must never hide the sweep's own outcome
             log.warning("could not write the sweep summary: %s", exc)
+
+
+def finish_sweep(config, print_table: bool = True, report: bool = True) -> Dict[str, Any]:
+    """End of a sweep: summary files, the HTML report, the table on stdout."""
+    from experiments.sweep.summary import print_summary, summarize
+
+    summary = summarize(config)
+    if report and summary["jobs"]:
+        from experiments.report.html import write_report
+
+        try:
+            summary["report"] = str(write_report(Path(summary["sweep_dir"]), summary))
+        except Exception as exc:  # a plotting problem must not lose the summary
+            log.warning("could not write the HTML report: %s", exc)
+    if print_table:
+        print_summary(summary)
+    return summary
