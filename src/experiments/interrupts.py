@@ -1,8 +1,10 @@
 """Clean interrupts: Ctrl-C (SIGINT) and SIGTERM stop a run with one line and exit 130 / 143.
 
-While the training loop runs it *defers* the signal: the loop notices the request at the next optimizer
-step boundary, saves a checkpoint there and stops, so ``trainer.resume=true`` continues exactly. Outside
-the loop (loading, tokenizing) the signal stops the run at once. A second Ctrl-C stops at once too.
+While training runs (set-up included) the signal is *deferred*: it is only recorded, and the code acts on
+it at safe points — between set-up phases (the run stops, leaving nothing) and at optimizer-step
+boundaries (a checkpoint is saved first, so ``trainer.resume=true`` continues exactly). Raising from the
+handler itself could unwind through native code (tokenizers, Arrow, torch) and crash the process.
+Elsewhere (inference, the CLI's own checks) the signal stops the run at once; so does a second Ctrl-C.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ class Interrupted(ExperimentError):
 
 
 class StopRequest:
-    """Installed once per process by the entry point; the loop arms ``deferring`` while it trains."""
+    """Installed once per process by the entry point; ``train()`` sets ``deferring`` while it runs."""
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None
@@ -37,6 +39,11 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signum is not None
+
+    def check(self) -> None:
+        """A safe point: stop here if a signal was recorded."""
+        if self.signum is not None:
+            raise Interrupted(self.signum)
 
     def install(self) -> "StopRequest":
         if not self._previous and threading.current_thread() is threading.main_thread():

@@ -6,17 +6,24 @@ from typing import Any, Dict
 
 
 def train(cfg, run_dir: Path) -> Dict[str, Any]:
-    """Run the configured training; returns the run's metrics (also written to ``metrics.json``)."""
+    """Run the configured training; returns the run's metrics (also written to ``metrics.json``).
+    Signals are deferred throughout (see experiments.interrupts): set-up and the loop act on them."""
+    from experiments import interrupts
     from experiments.tracking import check_wandb
     from experiments.train.launch import in_distributed_worker, launch_workers
 
-    check_wandb(cfg.logger)  # a bad key or unreachable server: one line now, not a traceback after loading
-    if cfg.trainer.num_processes > 1 and not in_distributed_worker():
-        return launch_workers(cfg, run_dir)
-    if cfg.trainer.backend == "hf_trainer":
-        from experiments.train.hf_trainer import run as run_hf
+    stop = interrupts.current()
+    stop.deferring = True
+    try:
+        check_wandb(cfg.logger)  # a bad key or unreachable server: one line now, not a traceback after loading
+        if cfg.trainer.num_processes > 1 and not in_distributed_worker():
+            return launch_workers(cfg, run_dir)
+        if cfg.trainer.backend == "hf_trainer":
+            from experiments.train.hf_trainer import run as run_hf
 
-        return run_hf(cfg, run_dir)
-    from experiments.train.loop import run as run_loop
+            return run_hf(cfg, run_dir)
+        from experiments.train.loop import run as run_loop
 
-    return run_loop(cfg, run_dir)
+        return run_loop(cfg, run_dir)
+    finally:
+        stop.deferring = False

@@ -138,11 +138,10 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
                                            resume_step=resume_step), config)
     try:
         tic = time.perf_counter()
-        stop.deferring = True
+        stop.check()  # a signal during set-up: stop before training
         try:
             result = trainer.train(resume_from_checkpoint=resume)
         finally:
-            stop.deferring = False
             _close_progress_bars(trainer)  # an error line must be the last line on the console
         wall = time.perf_counter() - tic
         if stop.requested:
@@ -181,7 +180,6 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
             plot_learning_curve(history, train_log, run_dir / "learning_curve.png", title=name)
         return payload
     finally:
-        stop.deferring = False
         if tracking is not None:
             tracking.finish()
         reset_accelerate_state()

@@ -92,7 +92,7 @@ def _wait_forwarding_signals(cmd: List[str], env: Dict[str, str], log_path: Path
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
     relay = threading.Thread(target=_relay_stderr, args=(proc, log_path, error_file), daemon=True)
     relay.start()
-    stop.deferring = True
+    was_deferring, stop.deferring = stop.deferring, True
     forwarded = False
     try:
         while True:
@@ -105,7 +105,7 @@ def _wait_forwarding_signals(cmd: List[str], env: Dict[str, str], log_path: Path
                     proc.send_signal(signal.SIGTERM)
                     forwarded = True
     finally:
-        stop.deferring = False
+        stop.deferring = was_deferring
         if proc.poll() is None:  # a second signal: stop now
             proc.kill()
 

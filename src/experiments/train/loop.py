@@ -98,220 +98,290 @@ def evaluate(model, dataloader, accelerator, exp, limit: Optional[int] = None) -
 
 
 def run(cfg, run_dir: Path) -> Dict[str, Any]:
-    import torch
-    from accelerate import Accelerator, DataLoaderConfiguration
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-    from transformers import get_scheduler
+    """Train ``cfg`` into ``run_dir`` with the :class:`Recipe`; returns the metrics it wrote."""
+    recipe = Recipe(cfg, run_dir)
+    try:
+        recipe.setup()
+        recipe.train()
+        return recipe.finish()
+    finally:
+        recipe.close()
 
-    from experiments.modeling import save_pretrained
-    from experiments.runs import METRICS_FILE, environment, plot_learning_curve, write_json
-    from experiments.secrets import scrub
-    from experiments.tracking import Tracking, build_trackers
 
-    t = cfg.trainer
-    precision = resolve_mixed_precision(t.mixed_precision)
-    accelerator = Accelerator(
-        mixed_precision=precision,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
-    )
-    is_main = accelerator.is_main_process
-    set_seed(t.seed)
-    exp = build_experiment(cfg, accelerator.main_process_first)
-    model = exp.new_model(cfg)
-    n_params = _non_embedding_params(model)
-    train_dl, eval_dl = _dataloaders(exp, cfg)
-    optimizer = _optimizer(model, t.lr, t.weight_decay)
-    model, optimizer, train_dl, eval_dl = accelerator.prepare(model, optimizer, train_dl, eval_dl)
+def _new_state() -> Dict[str, Any]:
+    """The loop counters a checkpoint carries (with Accelerate's model/optimizer/scheduler/RNG state)."""
+    return {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "history": [], "train_log": [], "best": None,
+            "samples_seen": 0, "train_time_s": 0.0, "flos": 0.0}
 
-    batches_per_epoch = min(len(train_dl), t.limit_train_batches or len(train_dl))
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / t.gradient_accumulation_steps))
-    total_steps = t.max_steps if t.max_steps > 0 else max(1, math.ceil(t.epochs * steps_per_epoch))
-    num_epochs = math.ceil(total_steps / steps_per_epoch)
-    warmup = t.warmup_steps or math.ceil(t.warmup_ratio * total_steps)
-    # The prepared scheduler steps once per process per optimizer step: scale its horizon to match.
-    scheduler = get_scheduler(t.scheduler, optimizer, num_warmup_steps=warmup * accelerator.num_processes,
-                              num_training_steps=total_steps * accelerator.num_processes)
-    scheduler = accelerator.prepare(scheduler)
 
-    state: Dict[str, Any] = {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "history": [], "train_log": [],
-                             "best": None, "samples_seen": 0, "train_time_s": 0.0, "flos": 0.0}
-    resume_from = checkpoints.find(t.resume, run_dir)
-    if resume_from is not None:
-        state = checkpoints.restore(accelerator, resume_from)
-        log.info("resumed from %s (step %d, epoch %d)", resume_from, state["global_step"], state["epoch"])
+class Recipe:
+    """The fine-tuning recipe, top to bottom: setup -> train (epochs of train steps, with evaluation and
+    checkpoints at their intervals) -> finish. ``state`` is everything a checkpoint must carry to continue
+    exactly; only the main process writes files and logs to trackers."""
 
-    name = run_name(cfg, hydra_overrides())
-    tracking = None
-    if is_main:
+    def __init__(self, cfg, run_dir: Path) -> None:
+        self.cfg, self.t, self.run_dir = cfg, cfg.trainer, run_dir
+        self.state = _new_state()
+        self.results: Dict[str, float] = {}
+        self.resume_from: Optional[Path] = None
+        self.accelerator = self.tracking = self.progress = None
+        self._tic = 0.0
+        self._running_loss, self._running_batches = 0.0, 0
+
+    # -- setup ------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from accelerate import Accelerator, DataLoaderConfiguration
+        from accelerate.utils import set_seed
+
+        t = self.t
+        self.precision = resolve_mixed_precision(t.mixed_precision)
+        self.accelerator = Accelerator(
+            mixed_precision=self.precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed))
+        set_seed(t.seed)
+        stop = interrupts.current()
+        self.exp = build_experiment(self.cfg, self.accelerator.main_process_first)
+        stop.check()  # safe points of set-up: a Ctrl-C here stops before anything is trained
+        model = self.exp.new_model(self.cfg)
+        stop.check()
+        self.n_params = _non_embedding_params(model)
+        train_dl, eval_dl = _dataloaders(self.exp, self.cfg)
+        optimizer = _optimizer(model, t.lr, t.weight_decay)
+        self.model, self.optimizer, self.train_dl, self.eval_dl = self.accelerator.prepare(
+            model, optimizer, train_dl, eval_dl)
+        self._schedule()
+        stop.check()
+        self.resume_from = checkpoints.find(t.resume, self.run_dir)
+        if self.resume_from is not None:
+            self.state = checkpoints.restore(self.accelerator, self.resume_from)
+            log.info("resumed from %s (step %d, epoch %d)", self.resume_from, self.state["global_step"],
+                     self.state["epoch"])
+        self.name = run_name(self.cfg, hydra_overrides())
+        self._start_tracking()
+
+    def _schedule(self) -> None:
+        """Steps per epoch, total steps and the LR scheduler (its horizon scaled to the process count)."""
+        from transformers import get_scheduler
+
+        t, processes = self.t, self.accelerator.num_processes
+        self.batches_per_epoch = min(len(self.train_dl), t.limit_train_batches or len(self.train_dl))
+        self.steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / t.gradient_accumulation_steps))
+        self.total_steps = t.max_steps if t.max_steps > 0 else max(1, math.ceil(t.epochs * self.steps_per_epoch))
+        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        warmup = t.warmup_steps or math.ceil(t.warmup_ratio * self.total_steps)
+        # The prepared scheduler steps once per process per optimizer step: scale its horizon to match.
+        scheduler = get_scheduler(t.scheduler, self.optimizer, num_warmup_steps=warmup * processes,
+                                  num_training_steps=self.total_steps * processes)
+        self.scheduler = self.accelerator.prepare(scheduler)
+
+    def _start_tracking(self) -> None:
         from omegaconf import OmegaConf
 
-        config = scrub(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True))
-        tracking = Tracking(build_trackers(cfg.logger, run_dir, name, cfg.tags + [cfg.model.name, cfg.dataset.name],
-                                           resume_step=state["global_step"] if resume_from else None), config)
+        from experiments.secrets import scrub
+        from experiments.tracking import Tracking, build_trackers
 
-    def log_values(values: Dict[str, float], step: int) -> None:
-        if tracking is not None:
-            tracking.log(values, step=step)
+        if not self.accelerator.is_main_process:
+            return
+        config = scrub(OmegaConf.to_container(OmegaConf.structured(self.cfg), resolve=True))
+        tags = self.cfg.tags + [self.cfg.model.name, self.cfg.dataset.name]
+        resume_step = self.state["global_step"] if self.resume_from else None
+        self.tracking = Tracking(build_trackers(self.cfg.logger, self.run_dir, self.name, tags,
+                                                resume_step=resume_step), config)
 
-    def save_metrics(final: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        payload = {
-            "run_name": name,
-            "mode": "train",
-            "backend": "accelerate",
-            "model": cfg.model.name_or_path,
-            "model_source": exp.model_source,
-            "dataset": cfg.dataset.name,
-            "final": final or {},
-            "best": state["best"],
-            "history": state["history"],
-            "train_log": state["train_log"],
-            "num_train_samples": len(exp.data.train),
-            "num_eval_samples": len(exp.data.eval),
-            "global_batch_size": t.per_device_batch_size * accelerator.num_processes * t.gradient_accumulation_steps,
-            "mixed_precision": precision,
-            "resumed_from": str(resume_from) if resume_from else None,
-            "distributed_type": str(accelerator.distributed_type).split(".")[-1],
-            **environment(accelerator.num_processes),
-        }
-        if is_main:
-            write_json(run_dir / METRICS_FILE, payload)
-        return payload
+    # -- training ---------------------------------------------------------------------------------
+    def train(self) -> None:
+        from tqdm.auto import tqdm
 
-    def run_eval() -> Dict[str, float]:
-        results = evaluate(model, eval_dl, accelerator, exp, t.limit_eval_batches)
-        record = {"step": state["global_step"], "epoch": round(state["global_step"] / steps_per_epoch, 4), **results}
-        state["history"].append(record)
-        log_values(results, state["global_step"])
+        self.model.train()
+        self.progress = tqdm(total=self.total_steps, initial=self.state["global_step"], desc="train", unit="step",
+                             disable=not self.accelerator.is_local_main_process, dynamic_ncols=True)
+        for epoch in range(self.state["epoch"], self.num_epochs):
+            if self.state["global_step"] >= self.total_steps:
+                break
+            self.train_epoch(epoch)
+        self.progress.close()
+
+    def train_epoch(self, epoch: int) -> None:
+        state, t = self.state, self.t
+        state["epoch"] = epoch
+        loader = self.train_dl
+        if state["batches_in_epoch"]:
+            loader = self.accelerator.skip_first_batches(self.train_dl, state["batches_in_epoch"])
+        loader.set_epoch(epoch)
+        self._tic = time.perf_counter()
+        for batch in loader:
+            if state["batches_in_epoch"] >= self.batches_per_epoch:
+                break
+            if self.train_step(batch, epoch) and self.after_optimizer_step():
+                break
+        self._pause_clock()
+        state["epoch"], state["batches_in_epoch"] = epoch + 1, 0
+        if not t.eval_steps:
+            self.evaluate()
+        if not t.save_steps:
+            self.checkpoint()
+
+    def train_step(self, batch, epoch: int) -> bool:
+        """Forward, backward and (at the end of an accumulation) an optimizer step; True after that step."""
+        accelerator, state = self.accelerator, self.state
+        with accelerator.accumulate(self.model):
+            loss = self.model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and self.t.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad()
+        state["batches_in_epoch"] += 1
+        state["samples_seen"] += batch["input_ids"].shape[0] * accelerator.num_processes
+        state["flos"] += 6.0 * self.n_params * batch["input_ids"].numel() * accelerator.num_processes
+        loss_value = loss.detach().float().item()
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                f"training diverged: train loss is {loss_value} at step {state['global_step'] + 1} "
+                f"(epoch {epoch}); lower trainer.lr (now {self.t.lr}) or check the data; nothing was saved "
+                f"as best after it")
+        self._running_loss += loss_value
+        self._running_batches += 1
+        if not accelerator.sync_gradients:
+            return False
+        state["global_step"] += 1
+        self.progress.update(1)
+        return True
+
+    def after_optimizer_step(self) -> bool:
+        """Log, evaluate, checkpoint and honour a stop request at their intervals; True when training is done."""
+        step, t = self.state["global_step"], self.t
+        if step % t.log_every_n_steps == 0 or step == self.total_steps:
+            self._log_train_loss(step)
+        if t.eval_steps and step % t.eval_steps == 0:
+            self._pause_clock()
+            self.evaluate()
+            self._tic = time.perf_counter()
+        if t.save_steps and step % t.save_steps == 0:
+            self._pause_clock()
+            self.checkpoint()
+            self._tic = time.perf_counter()
+        self.stop_if_asked()
+        return step >= self.total_steps
+
+    def _log_train_loss(self, step: int) -> None:
+        import torch
+
+        mean = torch.tensor(self._running_loss / self._running_batches, device=self.accelerator.device)
+        mean_loss = self.accelerator.reduce(mean, "mean").item()
+        record = {"step": step, "epoch": round(step / self.steps_per_epoch, 4), "train_loss": mean_loss,
+                  "lr": self.scheduler.get_last_lr()[0]}
+        self.state["train_log"].append(record)
+        self._log({"train_loss": mean_loss, "lr": record["lr"]}, step)
+        self.progress.set_postfix(loss=f"{mean_loss:.4f}")
+        self._running_loss, self._running_batches = 0.0, 0
+
+    def _pause_clock(self) -> None:
+        self.state["train_time_s"] += time.perf_counter() - self._tic
+
+    def _log(self, values: Dict[str, float], step: int) -> None:
+        if self.tracking is not None:
+            self.tracking.log(values, step=step)
+
+    # -- evaluation, checkpoints, stopping -------------------------------------------------------
+    def evaluate(self) -> Dict[str, float]:
+        """Evaluate, record, and save ``best/`` when the best metric improved (never on non-finite values)."""
+        from experiments.modeling import save_pretrained
+
+        state, cfg = self.state, self.cfg
+        results = evaluate(self.model, self.eval_dl, self.accelerator, self.exp, self.t.limit_eval_batches)
+        state["history"].append({"step": state["global_step"],
+                                 "epoch": round(state["global_step"] / self.steps_per_epoch, 4), **results})
+        self._log(results, state["global_step"])
         key = best_metric_key(cfg, results)
         finite = math.isfinite(results[key]) and math.isfinite(results["eval_loss"])
         if finite and is_better(cfg, key, results[key], state["best"]["value"] if state["best"] else None):
             state["best"] = {"metric": key, "value": results[key], "step": state["global_step"]}
-            accelerator.wait_for_everyone()
-            if is_main and t.save_model:
-                save_pretrained(accelerator.unwrap_model(model), exp.tokenizer, run_dir / "best")
+            self.accelerator.wait_for_everyone()
+            if self.accelerator.is_main_process and self.t.save_model:
+                save_pretrained(self.accelerator.unwrap_model(self.model), self.exp.tokenizer, self.run_dir / "best")
         log.info("step %d: %s", state["global_step"],
                  ", ".join(f"{k}={v:.4f}" for k, v in results.items() if "runtime" not in k))
-        save_metrics()
+        self.save_metrics()
+        self.results = results
         return results
 
-    def checkpoint() -> None:
-        checkpoints.save(accelerator, run_dir, state["global_step"], state, keep=t.save_total_limit)
+    def checkpoint(self) -> None:
+        checkpoints.save(self.accelerator, self.run_dir, self.state["global_step"], self.state,
+                         keep=self.t.save_total_limit)
 
-    def stop_if_asked() -> None:
+    def stop_if_asked(self) -> None:
         """At an optimizer-step boundary: every process agrees, saves a checkpoint, and stops."""
-        asked = float(stop.requested)
-        if accelerator.num_processes > 1:
-            asked = accelerator.reduce(torch.tensor(asked, device=accelerator.device), "sum").item()
-        if asked:
-            checkpoint()
-            signum = stop.signum or signal.SIGTERM
-            raise Interrupted(signum, f"interrupted by {interrupts.signal_name(signum)} at step {state['global_step']}: "
-                                      f"checkpoint saved; continue with trainer.resume=true hydra.run.dir={run_dir}")
+        import torch
 
-    stop = interrupts.current()
-    stop.deferring = True
-    progress = None
-    try:
-        model.train()
-        results: Dict[str, float] = {}
-        progress = tqdm(total=total_steps, initial=state["global_step"], desc="train", unit="step",
-                        disable=not accelerator.is_local_main_process, dynamic_ncols=True)
-        running_loss, running_batches = 0.0, 0
-        for epoch in range(state["epoch"], num_epochs):
-            if state["global_step"] >= total_steps:
-                break
-            state["epoch"] = epoch
-            loader = train_dl
-            if state["batches_in_epoch"]:
-                loader = accelerator.skip_first_batches(train_dl, state["batches_in_epoch"])
-            loader.set_epoch(epoch)
-            tic = time.perf_counter()
-            for batch in loader:
-                if state["batches_in_epoch"] >= batches_per_epoch:
-                    break
-                with accelerator.accumulate(model):
-                    loss = model(**batch).loss
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and t.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
-                state["batches_in_epoch"] += 1
-                state["samples_seen"] += batch["input_ids"].shape[0] * accelerator.num_processes
-                state["flos"] += 6.0 * n_params * batch["input_ids"].numel() * accelerator.num_processes
-                loss_value = loss.detach().float().item()
-                if not math.isfinite(loss_value):
-                    raise TrainingDiverged(
-                        f"training diverged: train loss is {loss_value} at step {state['global_step'] + 1} "
-                        f"(epoch {epoch}); lower trainer.lr (now {t.lr}) or check the data; nothing was saved "
-                        f"as best after it")
-                running_loss += loss_value
-                running_batches += 1
-                if not accelerator.sync_gradients:
-                    continue
-                state["global_step"] += 1
-                progress.update(1)
-                step = state["global_step"]
-                if step % t.log_every_n_steps == 0 or step == total_steps:
-                    mean_loss = accelerator.reduce(torch.tensor(running_loss / running_batches,
-                                                                device=accelerator.device), "mean").item()
-                    record = {"step": step, "epoch": round(step / steps_per_epoch, 4), "train_loss": mean_loss,
-                              "lr": scheduler.get_last_lr()[0]}
-                    state["train_log"].append(record)
-                    log_values({"train_loss": mean_loss, "lr": record["lr"]}, step)
-                    progress.set_postfix(loss=f"{mean_loss:.4f}")
-                    running_loss, running_batches = 0.0, 0
-                if t.eval_steps and step % t.eval_steps == 0:
-                    state["train_time_s"] += time.perf_counter() - tic
-                    results = run_eval()
-                    tic = time.perf_counter()
-                if t.save_steps and step % t.save_steps == 0:
-                    state["train_time_s"] += time.perf_counter() - tic
-                    checkpoint()
-                    tic = time.perf_counter()
-                stop_if_asked()
-                if step >= total_steps:
-                    break
-            state["train_time_s"] += time.perf_counter() - tic
-            state["epoch"], state["batches_in_epoch"] = epoch + 1, 0
-            if not t.eval_steps:
-                results = run_eval()
-            if not t.save_steps:
-                checkpoint()
-        progress.close()
-        if not state["history"] or state["history"][-1]["step"] != state["global_step"]:
-            results = run_eval()  # the final state is always evaluated
-        if not results:
-            results = {k: v for k, v in state["history"][-1].items() if k.startswith("eval_")}
-        accelerator.wait_for_everyone()
-        if is_main and t.save_model:
-            save_pretrained(accelerator.unwrap_model(model), exp.tokenizer, run_dir / "last")
-        final = dict(results)
-        train_time = max(state["train_time_s"], 1e-9)
-        final.update({
-            "train_samples_per_second": state["samples_seen"] / train_time,
-            "train_runtime_s": state["train_time_s"],
-            "train_loss": state["train_log"][-1]["train_loss"] if state["train_log"] else None,
-            "train_flops_per_second": state["flos"] / train_time,
-            "global_step": state["global_step"],
-            "epochs": state["epoch"],
-        })
-        log_values({k: v for k, v in final.items()  # train_loss of this step is logged already
-                    if k.startswith("train_") and k != "train_loss" and v is not None}, state["global_step"])
-        payload = save_metrics(final)
-        if is_main:
-            plot_learning_curve(state["history"], state["train_log"], run_dir / "learning_curve.png", title=name)
+        stop = interrupts.current()
+        asked = float(stop.requested)
+        if self.accelerator.num_processes > 1:
+            asked = self.accelerator.reduce(torch.tensor(asked, device=self.accelerator.device), "sum").item()
+        if asked:
+            self.checkpoint()
+            signum = stop.signum or signal.SIGTERM
+            raise Interrupted(signum, f"interrupted by {interrupts.signal_name(signum)} at step "
+                                      f"{self.state['global_step']}: checkpoint saved; continue with "
+                                      f"trainer.resume=true hydra.run.dir={self.run_dir}")
+
+    # -- the run's record -------------------------------------------------------------------------
+    def save_metrics(self, final: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        from experiments.runs import METRICS_FILE, environment, write_json
+
+        t, accelerator, state = self.t, self.accelerator, self.state
+        payload = {
+            "run_name": self.name, "mode": "train", "backend": "accelerate", "model": self.cfg.model.name_or_path,
+            "model_source": self.exp.model_source, "dataset": self.cfg.dataset.name, "final": final or {},
+            "best": state["best"], "history": state["history"], "train_log": state["train_log"],
+            "num_train_samples": len(self.exp.data.train), "num_eval_samples": len(self.exp.data.eval),
+            "global_batch_size": t.per_device_batch_size * accelerator.num_processes * t.gradient_accumulation_steps,
+            "mixed_precision": self.precision,
+            "resumed_from": str(self.resume_from) if self.resume_from else None,
+            "distributed_type": str(accelerator.distributed_type).split(".")[-1],
+            **environment(accelerator.num_processes),
+        }
+        if accelerator.is_main_process:
+            write_json(self.run_dir / METRICS_FILE, payload)
         return payload
-    finally:
-        stop.deferring = False
-        if progress is not None:
-            progress.close()  # before any error line, so that line is the last one on the console
-        if tracking is not None:
-            tracking.finish()
-        accelerator.end_training()
+
+    def finish(self) -> Dict[str, Any]:
+        """The final state is always evaluated; ``last/``, the final metrics and the learning curve."""
+        from experiments.modeling import save_pretrained
+        from experiments.runs import plot_learning_curve
+
+        state = self.state
+        if not state["history"] or state["history"][-1]["step"] != state["global_step"]:
+            self.evaluate()
+        results = self.results or {k: v for k, v in state["history"][-1].items() if k.startswith("eval_")}
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process and self.t.save_model:
+            save_pretrained(self.accelerator.unwrap_model(self.model), self.exp.tokenizer, self.run_dir / "last")
+        train_time = max(state["train_time_s"], 1e-9)
+        final = {**results,
+                 "train_samples_per_second": state["samples_seen"] / train_time,
+                 "train_runtime_s": state["train_time_s"],
+                 "train_loss": state["train_log"][-1]["train_loss"] if state["train_log"] else None,
+                 "train_flops_per_second": state["flos"] / train_time,
+                 "global_step": state["global_step"], "epochs": state["epoch"]}
+        self._log({k: v for k, v in final.items()  # train_loss of this step is logged already
+                   if k.startswith("train_") and k != "train_loss" and v is not None}, state["global_step"])
+        payload = self.save_metrics(final)
+        if self.accelerator.is_main_process:
+            plot_learning_curve(state["history"], state["train_log"], self.run_dir / "learning_curve.png",
+                                title=self.name)
+        return payload
+
+    def close(self) -> None:
+        """Always: close the progress bar (so an error line is the last on the console), finish trackers,
+        and forget this run's Accelerate state."""
+        if self.progress is not None:
+            self.progress.close()
+        if self.tracking is not None:
+            self.tracking.finish()
+        if self.accelerator is not None:
+            self.accelerator.end_training()
         reset_accelerate_state()
 
 
