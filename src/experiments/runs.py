@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.json"
+from experiments.record import METRICS_FILE  # noqa: E402,F401  (re-exported)
 
 
 def start_run(cfg: DictConfig, run_dir: Path) -> None:
@@ -72,8 +72,11 @@ def write_json(path: Path, payload: Dict[str, Any]) -> None:
 
 
 def read_metrics(run_dir: Path) -> Dict[str, Any]:
-    path = Path(run_dir) / METRICS_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    """metrics.json as a dict, read through the run record (empty when the run wrote none)."""
+    from experiments.record import read_record, to_payload
+
+    record = read_record(run_dir)
+    return to_payload(record) if record is not None else {}
 
 
 def plot_learning_curve(history: List[Dict[str, float]], train_log: List[Dict[str, float]], path: Path,

@@ -29,8 +29,8 @@ def load_task(cfg, task=None):
     if cfg.inference.num_threads:
         torch.set_num_threads(cfg.inference.num_threads)
     device = pick_device(cfg.inference.device)
-    model, tokenizer = load_model(task, cfg, device)
-    task.ctx = Context(cfg, model, tokenizer, device)
+    model, tokenizer, source = load_model(task, cfg, device)
+    task.ctx = Context(cfg, model, tokenizer, device, extra={"model_source": source})
     return task
 
 
@@ -46,7 +46,8 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
         peak_memory_mb,
         write_predictions,
     )
-    from experiments.runs import METRICS_FILE, environment, write_json
+    from experiments.record import RunRecord, write_record
+    from experiments.runs import environment
 
     inference = cfg.inference
     task = task_class(cfg.task.name)(cfg.task)
@@ -78,27 +79,17 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
     final = final_metrics(len(items), tokens, run.batch_seconds, peak_memory_mb(device), quality)
 
     write_predictions(run_dir / PREDICTIONS_FILE, items, run.outputs)
-    payload = {
-        "mode": "infer",
-        "task": task.name,
-        "path": inference.path,
-        "implementation": "pipeline" if use_pipeline else "manual",
-        "method": task.method_name(),
-        "model": cfg.model.name_or_path,
-        "model_name": cfg.model.name,
-        "inputs": source,
-        "num_items": len(items),
-        "num_batches": len(batches),
-        "batch_size": inference.batch_size,
-        "sort_by_length": inference.sort_by_length,
-        "load_seconds": load_seconds,
-        "tokens": tokens,
-        "final": final,
-        "batch_seconds": run.batch_seconds,
-        **environment(1),
-        "device": str(device),
-    }
-    write_json(run_dir / METRICS_FILE, payload)
+    record = RunRecord(
+        mode="infer", model=cfg.model.name_or_path, backend=inference.path, dataset=cfg.dataset.name,
+        model_source=task.ctx.extra.get("model_source", ""), final=final,
+        environment={**environment(1), "device": str(device)},
+        details={"task": task.name, "path": inference.path,
+                 "implementation": "pipeline" if use_pipeline else "manual", "method": task.method_name(),
+                 "model_name": cfg.model.name, "inputs": source, "num_items": len(items),
+                 "num_batches": len(batches), "batch_size": inference.batch_size,
+                 "sort_by_length": inference.sort_by_length, "load_seconds": load_seconds, "tokens": tokens,
+                 "batch_seconds": run.batch_seconds})
+    payload = write_record(run_dir, record)
     log.info("%s: %d items in %.2f s (%.1f items/s) -> %s", task.name, len(items), run.total_seconds,
              final["items_per_second"], run_dir / PREDICTIONS_FILE)
     return payload

@@ -21,8 +21,9 @@ def pick_device(name: str):
     return torch.device(name)
 
 
-def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any]:
-    """(model in eval mode on ``device``, tokenizer) for ``task``; one-line errors for unusable checkpoints."""
+def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any, str]:
+    """(model in eval mode on ``device``, tokenizer, "<origin>:<dir>" it came from) for ``task``; one-line
+    errors for unusable checkpoints."""
     import transformers
     from transformers import AutoConfig
 
@@ -67,4 +68,4 @@ def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any]:
     model.eval()
     model.to(device)
     log.info("loaded %s as %s (%s) on %s", model_cfg.name_or_path, type(model).__name__, resolved.origin, device)
-    return model, tokenizer
+    return model, tokenizer, f"{resolved.origin}:{resolved.path}"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-from experiments.runs import CONFIG_FILE, METRICS_FILE
+from experiments.runs import CONFIG_FILE, METRICS_FILE, read_metrics
 
 _SKIP_DIRS = {"checkpoints", "best", "last", "wandb", "tensorboard", ".hydra", ".launcher", ".submitit",
               "__pycache__"}
@@ -61,12 +61,7 @@ def load_run(path: Path) -> RunInfo:
     from experiments.tracking import flatten
 
     config = OmegaConf.to_container(OmegaConf.load(path / CONFIG_FILE), resolve=False)
-    metrics: Dict[str, Any] = {}
-    if (path / METRICS_FILE).is_file():
-        try:
-            metrics = json.loads((path / METRICS_FILE).read_text())
-        except ValueError:
-            metrics = {}
+    metrics = read_metrics(path)  # through the run record: the one reader of metrics.json
     record = None
     if (path / "sweep_job.json").is_file():
         try:

@@ -9,7 +9,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 from experiments import interrupts
 from experiments.errors import ExperimentError, TrainingDiverged
@@ -67,122 +67,164 @@ def training_arguments(cfg, run_dir: Path):
     )
 
 
-def run(cfg, run_dir: Path) -> Dict[str, Any]:
-    from omegaconf import OmegaConf
-    from transformers import Trainer, TrainerCallback
-    from transformers.trainer_utils import get_last_checkpoint, set_seed
+def _mirror_callback():
+    """A TrainerCallback class (transformers is imported lazily) that mirrors the Trainer's logs into our
+    history, train log and trackers, and stops on a diverged loss or a recorded signal."""
+    from transformers import TrainerCallback
 
-    from experiments.modeling import save_pretrained
-    from experiments.runs import METRICS_FILE, environment, plot_learning_curve, write_json
-    from experiments.secrets import scrub
-    from experiments.tracking import Tracking, build_trackers
-
-    t = cfg.trainer
-    args = training_arguments(cfg, run_dir)
-    set_seed(t.seed)
-    exp = build_experiment(cfg, lambda: args.main_process_first(desc="dataset"))
-    model = exp.new_model(cfg)
-
-    def compute_metrics(eval_pred) -> Dict[str, float]:
-        logits, labels = eval_pred.predictions, eval_pred.label_ids
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        preds = logits.squeeze(-1) if exp.data.is_regression else logits.argmax(-1)
-        return exp.compute_metrics(preds.tolist(), labels.tolist())
-
-    name = run_name(cfg, hydra_overrides())
-    history, train_log = [], []
-    is_main = args.process_index == 0
-    stop = interrupts.current()
-
-    class Record(TrainerCallback):
-        """Mirror the Trainer's logs into our history and trackers; stop on a diverged loss or a signal."""
+    class Mirror(TrainerCallback):
+        def __init__(self, lr: float) -> None:
+            self.lr = lr
+            self.history: List[Dict[str, Any]] = []
+            self.train_log: List[Dict[str, Any]] = []
+            self.tracking = None
 
         def on_step_end(self, args, state, control, **kwargs):
-            if stop.requested:  # checkpoint this step, then stop (raised as Interrupted after train())
+            if interrupts.current().requested:  # checkpoint this step, then stop (raised after train())
                 control.should_save = True
                 control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs and not math.isfinite(float(logs["loss"])):
                 raise TrainingDiverged(f"training diverged: train loss is {logs['loss']} at step {state.global_step}; "
-                                       f"lower trainer.lr (now {t.lr}) or check the data")
+                                       f"lower trainer.lr (now {self.lr}) or check the data")
             if not logs or not state.is_world_process_zero:
                 return
             step, epoch = state.global_step, round(state.epoch or 0.0, 4)
             if "loss" in logs:
-                train_log.append({"step": step, "epoch": epoch, "train_loss": float(logs["loss"]),
-                                  "lr": float(logs.get("learning_rate", 0.0))})
-                if tracking:
-                    tracking.log({"train_loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0))}, step)
+                row = {"train_loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0))}
+                self.train_log.append({"step": step, "epoch": epoch, **row})
+                self._log(row, step)
             evals = {k.replace("_runtime", "_runtime_s"): float(v) for k, v in logs.items()
                      if k.startswith("eval_") and isinstance(v, (int, float))}
             if evals:
-                history.append({"step": step, "epoch": epoch, **evals})
-                if tracking:
-                    tracking.log(evals, step)
+                self.history.append({"step": step, "epoch": epoch, **evals})
+                self._log(evals, step)
 
+        def _log(self, values: Dict[str, float], step: int) -> None:
+            if self.tracking is not None:
+                self.tracking.log(values, step)
+
+    return Mirror
+
+
+def _resume_checkpoint(t, output_dir: str) -> Optional[str]:
+    """``trainer.resume``: this run's newest ``checkpoint-N`` (true/latest) or the given path."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not t.resume or str(t.resume).lower() in ("false", "no", "0", "none", "null"):
+        return None
+    resume = get_last_checkpoint(output_dir) if str(t.resume).lower() in ("true", "latest", "yes", "1") else t.resume
+    if not resume:
+        raise ExperimentError(f"trainer.resume: no checkpoint in {output_dir}")
+    return resume
+
+
+def _start_tracking(cfg, run_dir: Path, name: str, resume: Optional[str]):
+    from omegaconf import OmegaConf
+
+    from experiments.secrets import scrub
+    from experiments.tracking import Tracking, build_trackers
+
+    config = scrub(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True))
+    resume_step = int(Path(resume).name.rsplit("-", 1)[-1]) if resume else None
+    return Tracking(build_trackers(cfg.logger, run_dir, name, cfg.tags + [cfg.model.name, cfg.dataset.name],
+                                   resume_step=resume_step), config)
+
+
+def run(cfg, run_dir: Path) -> Dict[str, Any]:
+    """The same fine-tune on transformers' Trainer; writes the same run record as our loop."""
+    from transformers import Trainer
+    from transformers.trainer_utils import set_seed
+
+    t = cfg.trainer
+    args = training_arguments(cfg, run_dir)
+    set_seed(t.seed)
+    exp = build_experiment(cfg, lambda: args.main_process_first(desc="dataset"))
+    model = exp.new_model(cfg)
+    name = run_name(cfg, hydra_overrides())
+    mirror = _mirror_callback()(t.lr)
     trainer = Trainer(model=model, args=args, train_dataset=exp.data.train, eval_dataset=exp.data.eval,
-                      data_collator=exp.collator, processing_class=exp.tokenizer, compute_metrics=compute_metrics,
-                      callbacks=[Record()])
-    resume = None
-    if t.resume and str(t.resume).lower() not in ("false", "no", "0", "none", "null"):
-        resume = get_last_checkpoint(args.output_dir) if str(t.resume).lower() in ("true", "latest", "yes", "1") \
-            else t.resume
-        if not resume:
-            raise ExperimentError(f"trainer.resume: no checkpoint in {args.output_dir}")
-    tracking = None
-    if is_main:
-        config = scrub(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True))
-        resume_step = int(Path(resume).name.rsplit("-", 1)[-1]) if resume else None
-        tracking = Tracking(build_trackers(cfg.logger, run_dir, name, cfg.tags + [cfg.model.name, cfg.dataset.name],
-                                           resume_step=resume_step), config)
+                      data_collator=exp.collator, processing_class=exp.tokenizer,
+                      compute_metrics=_metric_function(exp), callbacks=[mirror])
+    resume = _resume_checkpoint(t, args.output_dir)
+    if args.process_index == 0:
+        mirror.tracking = _start_tracking(cfg, run_dir, name, resume)
     try:
         tic = time.perf_counter()
-        stop.check()  # a signal during set-up: stop before training
-        try:
-            result = trainer.train(resume_from_checkpoint=resume)
-        finally:
-            _close_progress_bars(trainer)  # an error line must be the last line on the console
-        wall = time.perf_counter() - tic
-        if stop.requested:
-            raise Interrupted(stop.signum, f"interrupted by {interrupts.signal_name(stop.signum)} at step "
-                                           f"{result.global_step}: checkpoint saved; continue with "
-                                           f"trainer.resume=true hydra.run.dir={run_dir}")
-        # The final state is always evaluated; log_history is the same on every rank, so all ranks agree.
-        if not any("eval_loss" in h and h.get("step") == result.global_step for h in trainer.state.log_history):
-            trainer.evaluate()
-        final = {k: v for k, v in history[-1].items() if k.startswith("eval_")} if history else {}
-        key = best_metric_key(cfg, final)
-        scored = [h for h in history if key in h]
-        best_record = (max if cfg.trainer.greater_is_better and key != "eval_loss" else min)(
-            scored, key=lambda h: h[key]) if scored else None
-        final.update({
-            "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
-            "train_runtime_s": float(result.metrics.get("train_runtime", wall)),
-            "train_loss": train_log[-1]["train_loss"] if train_log else float(result.training_loss),
-            "global_step": int(result.global_step),
-        })
-        payload = {
-            "run_name": name, "mode": "train", "backend": "hf_trainer", "model": cfg.model.name_or_path,
-            "model_source": exp.model_source,
-            "dataset": cfg.dataset.name, "final": final,
-            "best": {"metric": key, "value": best_record[key], "step": best_record["step"]} if best_record else None,
-            "history": history, "train_log": train_log,
-            "num_train_samples": len(exp.data.train), "num_eval_samples": len(exp.data.eval),
-            "global_batch_size": t.per_device_batch_size * args.world_size * t.gradient_accumulation_steps,
-            "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no", "resumed_from": str(resume) if resume else None,
-            **environment(args.world_size),
-        }
-        if trainer.is_world_process_zero():
-            if t.save_model:
-                save_pretrained(trainer.model, exp.tokenizer, run_dir / "last")
-            write_json(run_dir / METRICS_FILE, payload)
-            plot_learning_curve(history, train_log, run_dir / "learning_curve.png", title=name)
-        return payload
+        result = _train(trainer, resume, run_dir)
+        return _finish(cfg, run_dir, trainer, exp, mirror, result, time.perf_counter() - tic, name, resume)
     finally:
-        if tracking is not None:
-            tracking.finish()
+        if mirror.tracking is not None:
+            mirror.tracking.finish()
         reset_accelerate_state()
+
+
+def _metric_function(exp):
+    def compute_metrics(eval_pred) -> Dict[str, float]:
+        logits, labels = eval_pred.predictions, eval_pred.label_ids
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        preds = logits.squeeze(-1) if exp.data.is_regression else logits.argmax(-1)
+        return exp.compute_metrics(preds.tolist(), labels.tolist())
+
+    return compute_metrics
+
+
+def _train(trainer, resume: Optional[str], run_dir: Path):
+    """``trainer.train``; a signal recorded during it stops at the next step with a checkpoint."""
+    stop = interrupts.current()
+    stop.check()  # a signal during set-up: stop before training
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        _close_progress_bars(trainer)  # an error line must be the last line on the console
+    if stop.requested:
+        raise Interrupted(stop.signum, f"interrupted by {interrupts.signal_name(stop.signum)} at step "
+                                       f"{result.global_step}: checkpoint saved; continue with "
+                                       f"trainer.resume=true hydra.run.dir={run_dir}")
+    return result
+
+
+def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name: str,
+            resume: Optional[str]) -> Dict[str, Any]:
+    """Final evaluation, ``last/``, and the same run record our loop writes."""
+    from experiments.modeling import save_pretrained
+    from experiments.record import RunRecord, to_payload, write_record
+    from experiments.runs import environment, plot_learning_curve
+
+    t, args, history, train_log = cfg.trainer, trainer.args, mirror.history, mirror.train_log
+    # The final state is always evaluated; log_history is the same on every rank, so all ranks agree.
+    if not any("eval_loss" in h and h.get("step") == result.global_step for h in trainer.state.log_history):
+        trainer.evaluate()
+    final = {k: v for k, v in history[-1].items() if k.startswith("eval_")} if history else {}
+    key = best_metric_key(cfg, final)
+    scored = [h for h in history if key in h and math.isfinite(h[key])]
+    best = (max if t.greater_is_better and key != "eval_loss" else min)(scored, key=lambda h: h[key]) \
+        if scored else None
+    final.update({
+        "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
+        "train_runtime_s": float(result.metrics.get("train_runtime", wall)),
+        "train_loss": train_log[-1]["train_loss"] if train_log else float(result.training_loss),
+        "global_step": int(result.global_step),
+        "epochs": float(trainer.state.epoch or 0.0),
+    })
+    record = RunRecord(
+        mode="train", model=cfg.model.name_or_path, run_name=name, backend="hf_trainer",
+        model_source=exp.model_source, dataset=cfg.dataset.name, final=final,
+        best={"metric": key, "value": best[key], "step": best["step"]} if best else None,
+        history=history, train_log=train_log,
+        num_train_samples=len(exp.data.train), num_eval_samples=len(exp.data.eval),
+        global_batch_size=t.per_device_batch_size * args.world_size * t.gradient_accumulation_steps,
+        mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+        resumed_from=str(resume) if resume else None,
+        distributed_type=str(trainer.accelerator.distributed_type).split(".")[-1],
+        environment=environment(args.world_size))
+    if not trainer.is_world_process_zero():
+        return to_payload(record)
+    if t.save_model:
+        save_pretrained(trainer.model, exp.tokenizer, run_dir / "last")
+    plot_learning_curve(history, train_log, run_dir / "learning_curve.png", title=name)
+    return write_record(run_dir, record)
 
 
 def _close_progress_bars(trainer) -> None:

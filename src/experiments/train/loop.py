@@ -328,23 +328,22 @@ class Recipe:
 
     # -- the run's record -------------------------------------------------------------------------
     def save_metrics(self, final: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        from experiments.runs import METRICS_FILE, environment, write_json
+        from experiments.record import RunRecord, to_payload, write_record
+        from experiments.runs import environment
 
         t, accelerator, state = self.t, self.accelerator, self.state
-        payload = {
-            "run_name": self.name, "mode": "train", "backend": "accelerate", "model": self.cfg.model.name_or_path,
-            "model_source": self.exp.model_source, "dataset": self.cfg.dataset.name, "final": final or {},
-            "best": state["best"], "history": state["history"], "train_log": state["train_log"],
-            "num_train_samples": len(self.exp.data.train), "num_eval_samples": len(self.exp.data.eval),
-            "global_batch_size": t.per_device_batch_size * accelerator.num_processes * t.gradient_accumulation_steps,
-            "mixed_precision": self.precision,
-            "resumed_from": str(self.resume_from) if self.resume_from else None,
-            "distributed_type": str(accelerator.distributed_type).split(".")[-1],
-            **environment(accelerator.num_processes),
-        }
+        record = RunRecord(
+            mode="train", model=self.cfg.model.name_or_path, run_name=self.name, backend="accelerate",
+            model_source=self.exp.model_source, dataset=self.cfg.dataset.name, final=final or {},
+            best=state["best"], history=state["history"], train_log=state["train_log"],
+            num_train_samples=len(self.exp.data.train), num_eval_samples=len(self.exp.data.eval),
+            global_batch_size=t.per_device_batch_size * accelerator.num_processes * t.gradient_accumulation_steps,
+            mixed_precision=self.precision, resumed_from=str(self.resume_from) if self.resume_from else None,
+            distributed_type=str(accelerator.distributed_type).split(".")[-1],
+            environment=environment(accelerator.num_processes))
         if accelerator.is_main_process:
-            write_json(self.run_dir / METRICS_FILE, payload)
-        return payload
+            return write_record(self.run_dir, record)
+        return to_payload(record)
 
     def finish(self) -> Dict[str, Any]:
         """The final state is always evaluated; ``last/``, the final metrics and the learning curve."""
