@@ -164,14 +164,14 @@ class TrainerConfig:
     max_steps: int = -1  # > 0 overrides epochs
     lr: float = 5e-5
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.0
+    warmup_ratio: float = 0.06
     warmup_steps: int = 0
     scheduler: str = "linear"
     per_device_batch_size: int = 32
     per_device_eval_batch_size: int = 64
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
-    mixed_precision: str = "no"
+    mixed_precision: str = "auto"  # bf16 where the hardware runs it fast
     seed: int = 42
     eval_steps: Optional[int] = None  # None: evaluate at the end of every epoch
     save_steps: Optional[int] = None  # resumable checkpoint every N optimizer steps (None: every epoch)
@@ -216,7 +216,7 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
-    trackers: List[str] = field(default_factory=list)
+    trackers: List[str] = field(default_factory=lambda: ["csv"])
     project: str = "hf-experiments"
     group: Optional[str] = None  # W&B group (a sweep sets it to the sweep id)
     job_type: Optional[str] = None
