@@ -41,7 +41,7 @@ class SweepCallback(Callback):
         from experiments.sweep import records
         from experiments.sweep.naming import sweep_id
 
-        value = job_return._return_value  # reading .return_value would re-raise a failure
+        value = records.outcome(job_return)
         failed = job_return.status != JobStatus.COMPLETED
         sweep_dir = Path(str(hydra_cfg.sweep.dir))
         record = records.build(

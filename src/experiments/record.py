@@ -11,10 +11,36 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1
+# Final metrics that describe speed or progress, not quality: kept in records, left out of tables and plots.
+SPEED_KEYS = ("eval_runtime_s", "eval_samples_per_second", "train_samples_per_second", "train_runtime_s",
+              "train_flops_per_second", "global_step", "epochs")
+
+
+def is_quality_metric(key: str) -> bool:
+    return key not in SPEED_KEYS
+
+
+def quality_metrics(finals: Iterable[Dict[str, Any]]) -> List[str]:
+    """Quality metric names of several runs' ``final`` dicts, in first-seen order."""
+    names: List[str] = []
+    for final in finals:
+        names += [k for k in final if is_quality_metric(k) and k not in names]
+    return names
+
+
+def is_better(value: float, best: Optional[float], higher_is_better: bool) -> bool:
+    """The one rule for "which run / evaluation is best": a finite value beats none or a worse one."""
+    import math
+
+    if value is None or not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if higher_is_better else value < best
 
 
 @dataclass

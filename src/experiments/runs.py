@@ -98,8 +98,10 @@ def plot_learning_curve(history: List[Dict[str, float]], train_log: List[Dict[st
     ax_loss.set_xlabel("optimizer step")
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
+    from experiments.record import is_quality_metric
+
     keys = sorted({k for r in history for k in r if k.startswith("eval_") and k != "eval_loss"
-                   and isinstance(r[k], (int, float))} - {"eval_runtime_s", "eval_samples_per_second"})
+                   and isinstance(r[k], (int, float)) and is_quality_metric(k)})
     for key in keys:
         ax_metric.plot([r["step"] for r in history if key in r], [r[key] for r in history if key in r], "o-", label=key)
     ax_metric.set_xlabel("optimizer step")
@@ -111,6 +113,20 @@ def plot_learning_curve(history: List[Dict[str, float]], train_log: List[Dict[st
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+# Overrides that say where files go or how a run is logged, not what it is: never part of its name.
+_NOISE_PREFIXES = ("hydra.", "hydra/", "logger.", "paths.", "+hydra", "~hydra")
+
+
+def run_name_from_overrides(overrides) -> Optional[str]:
+    """``trainer.lr=3e-5,model=bert`` from a run's overrides (None when none describe the run)."""
+    import re
+
+    kept = [o for o in overrides if not o.startswith(_NOISE_PREFIXES)]
+    if not kept:
+        return None
+    return re.sub(r"[^\w.,=+-]", "_", ",".join(kept))[:120]
 
 
 def objective_value(metrics: Dict[str, Any], objective: Optional[str]) -> Optional[float]:

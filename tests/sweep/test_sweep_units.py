@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from experiments.runs import run_name_from_overrides
 from experiments.sweep import records
-from experiments.sweep.naming import choice_tags, run_name_from_overrides, sweep_id
+from experiments.sweep.naming import choice_tags, sweep_id
 from experiments.sweep.summary import build_summary, direction_for, format_table, write_summary
 
 

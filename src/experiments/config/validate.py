@@ -210,16 +210,25 @@ def check_overrides(overrides: List[str]) -> None:
 
 
 def expand_sweep(overrides: List[str]) -> List[List[str]]:
-    """The jobs of a grid sweep (``a=1,2 b=x,y`` -> 4 override lists); a plain run is one job."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    """The jobs of a grid sweep (``a=1,2 b=x,y`` -> 4 override lists), as Hydra's basic sweeper builds
+    them (its cartesian product, through the public override parser); a plain run is one job."""
+    import itertools
+
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
         raise ExperimentError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
-    plain = [o for o in parsed if not o.is_hydra_override()]
-    if not any(o.is_sweep_override() for o in plain):
-        return [[o.input_line for o in plain]]
-    batches = BasicSweeper.split_arguments(plain, max_batch_size=None)
-    return [list(job) for batch in batches for job in batch]
+    choices = []
+    for override in (o for o in parsed if not o.is_hydra_override()):
+        if not override.is_sweep_override():
+            choices.append([override.input_line])
+            continue
+        try:
+            values = list(override.sweep_string_iterator())
+        except Exception:  # interval() and friends: only a search sweeper can sample them
+            raise ExperimentError(f"{override.input_line}: a grid sweep takes lists and ranges; to search an "
+                                  f"interval add hparams_search=optuna") from None
+        choices.append([f"{override.get_key_element()}={value}" for value in values])
+    return [list(job) for job in itertools.product(*choices)]

@@ -1,11 +1,12 @@
 """``report.html`` in a sweep dir: the summary table, the chosen metric against every swept
-hyperparameter, and the jobs' learning curves overlaid. One self-contained file (plots inlined)."""
+hyperparameter, and the jobs' learning curves overlaid. One self-contained file (plots inlined), laid
+out by a jinja2 template that escapes every value it is given."""
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -13,6 +14,7 @@ from experiments.sweep import records
 from experiments.sweep.summary import metric_value, short_value, split_override
 
 REPORT_FILE = "report.html"
+TEMPLATE = "report.html.j2"
 
 
 def _png(fig) -> str:
@@ -119,50 +121,37 @@ def learning_curve_plot(summary: Dict[str, Any], sweep_dir: Path) -> Optional[st
     return _png(fig)
 
 
-def _table(summary: Dict[str, Any]) -> str:
+def _table(summary: Dict[str, Any]) -> Dict[str, Any]:
+    """The jobs table as plain text cells (header, and per job its row class and cells); the template
+    escapes every cell, so a value with ``<`` or ``&`` in it cannot break the page."""
     metrics = summary["metrics"]
     head = ["job", "status", *summary["swept"], *metrics, "duration (s)", "run dir", "error"]
     rows = []
     for job in summary["jobs"]:
         params = dict(split_override(o) for o in job["overrides"])
-        cells = [("&#9733; " if job.get("best") else "") + str(job["job"]), job["status"]]
-        cells += [html.escape(short_value(params.get(k, ""))) for k in summary["swept"]]
+        cells = [job["status"], *(short_value(params.get(k, "")) for k in summary["swept"])]
         cells += [f"{job['metrics'][m]:.4g}" if m in job.get("metrics", {}) else "-" for m in metrics]
-        cells += [f"{job.get('duration_s') or 0:.1f}", html.escape(str(job.get("run_dir", ""))),
-                  html.escape(job.get("error") or "")]
-        style = ' class="best"' if job.get("best") else (' class="failed"' if job["status"] != "finished" else "")
-        rows.append(f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return ("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+        cells += [f"{job.get('duration_s') or 0:.1f}", str(job.get("run_dir", "")), job.get("error") or ""]
+        css = "best" if job.get("best") else ("failed" if job["status"] != "finished" else "")
+        rows.append({"job": job["job"], "best": bool(job.get("best")), "css": css, "cells": cells})
+    return {"head": head, "rows": rows}
+
+
+def _template():
+    """The page layout, kept as package data (``report.html.j2``) and rendered with autoescaping on."""
+    import jinja2
+
+    source = resources.files("experiments.report").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    return jinja2.Environment(autoescape=True, keep_trailing_newline=True).from_string(source)
 
 
 def write_report(sweep_dir: Path, summary: Dict[str, Any]) -> Path:
     """Render ``report.html`` for ``summary`` (see :func:`experiments.sweep.summary.build_summary`)."""
     sweep_dir = Path(sweep_dir)
-    figures = metric_vs_param_plots(summary)
-    curves = learning_curve_plot(summary, sweep_dir)
-    best = summary.get("best_job")
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["counts"].items()))
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>Sweep {html.escape(summary['sweep'])}</title>",
-        "<style>body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;font-size:13px}"
-        "td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f2f2f2}"
-        "tr.best{background:#fff4cc}tr.failed{background:#fde2e2}img{margin:6px;border:1px solid #eee}</style>",
-        "</head><body>",
-        f"<h1>Sweep {html.escape(summary['sweep'])}</h1>",
-        f"<p>{html.escape(summary['sweep_dir'])}<br>{len(summary['jobs'])} jobs: {html.escape(counts)}. "
-        f"Metric: <b>{html.escape(str(summary.get('metric')))}</b> ({summary['direction']})"
-        + (f"; best job: <b>{best}</b>" if best is not None else "") + ".</p>",
-        "<h2>Jobs</h2>", _table(summary),
-    ]
-    if figures:
-        parts.append("<h2>Metric vs hyperparameters</h2><div>")
-        parts += [f"<img alt='{html.escape(t)}' title='{html.escape(t)}' src='{src}'>" for t, src in figures]
-        parts.append("</div>")
-    if curves:
-        parts += ["<h2>Learning curves</h2>", f"<img alt='learning curves' src='{curves}'>"]
-    parts.append("</body></html>")
+    page = _template().render(
+        summary=summary, table=_table(summary), metric=str(summary.get("metric")), best=summary.get("best_job"),
+        counts=", ".join(f"{n} {s}" for s, n in sorted(summary["counts"].items())),
+        figures=metric_vs_param_plots(summary), curves=learning_curve_plot(summary, sweep_dir))
     path = sweep_dir / REPORT_FILE
-    path.write_text("\n".join(parts))
+    path.write_text(page, encoding="utf-8")
     return path

@@ -87,11 +87,6 @@ def differing_keys(runs: List[RunInfo], ignore: Iterable[str] = NOISE_KEYS) -> L
 
 
 def quality_metric_names(runs: List[RunInfo]) -> List[str]:
-    from experiments.sweep.records import SPEED_KEYS
+    from experiments.record import quality_metrics
 
-    names: List[str] = []
-    for run in runs:
-        for key in run.final:
-            if key not in SPEED_KEYS and key not in names:
-                names.append(key)
-    return names
+    return quality_metrics(run.final for run in runs)

@@ -9,7 +9,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
 from experiments.report.runs_index import RunInfo, differing_keys, find_runs, load_run, quality_metric_names
 
@@ -60,59 +60,57 @@ def hparam_values(runs: List[RunInfo]) -> Tuple[List[str], Dict[Path, Dict[str, 
     return keys + ["sweep", "status"], per_run
 
 
-def _scalar_event(tag: str, value: float, step: int, wall_time: float):
-    from tensorboard.compat.proto import event_pb2, summary_pb2
+def _scalars(run: RunInfo, metrics: List[str]) -> Iterator[Tuple[str, float, int]]:
+    """(tag, value, step) of the learning curves (train loss, eval metrics) and then the final metrics
+    at the last step, so the scalars dashboard draws the curves and the hparams table finds the finals."""
+    last_step = 0
+    for row in run.metrics.get("train_log") or []:
+        if row.get("train_loss") is not None:
+            yield "train_loss", row["train_loss"], int(row["step"])
+            last_step = max(last_step, int(row["step"]))
+    for row in run.metrics.get("history") or []:
+        for key in metrics:
+            if key.startswith("eval_") and isinstance(row.get(key), (int, float)):
+                yield key, row[key], int(row["step"])
+        last_step = max(last_step, int(row.get("step", 0)))
+    final_step = int(run.final.get("global_step", last_step))
+    for key, value in run.final.items():
+        if key in metrics:
+            yield key, value, final_step
 
-    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value))])
-    return event_pb2.Event(wall_time=wall_time, step=int(step), summary=summary)
 
-
-def _session_end_event(status: str, wall_time: float):
-    from tensorboard.compat.proto import event_pb2, summary_pb2
+def _session_end(status: str, end_time: float):
+    """The hparams session's end (success / failure / still running), which the dashboard's status filter
+    reads. tensorboard's ``summary.session_end_pb`` imports TensorFlow and ``summary_v2`` has no
+    session-end twin, so this one summary is made from the plugin's own messages and metadata helper."""
+    from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-    code = api_pb2.STATUS_SUCCESS if status == "finished" else (
-        api_pb2.STATUS_FAILURE if status == "failed" else api_pb2.STATUS_RUNNING)
+    code = {"finished": api_pb2.STATUS_SUCCESS, "failed": api_pb2.STATUS_FAILURE}.get(status, api_pb2.STATUS_RUNNING)
     data = plugin_data_pb2.HParamsPluginData(
-        session_end_info=plugin_data_pb2.SessionEndInfo(status=code, end_time_secs=wall_time))
-    summary = summary_pb2.Summary()
-    summary.value.add(tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(data),
-                      tensor=metadata.NULL_TENSOR)
-    return event_pb2.Event(wall_time=wall_time, step=0, summary=summary)
+        session_end_info=plugin_data_pb2.SessionEndInfo(status=code, end_time_secs=end_time))
+    return summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+        tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(data),
+        tensor=metadata.NULL_TENSOR)])
 
 
 def write_run_events(run: RunInfo, hparams: Dict[str, Any], out: Path, name: str, metrics: List[str]) -> None:
-    """One run's events: session start (hparams), scalars per step, final metrics, session end."""
-    from tensorboard.compat.proto import event_pb2
+    """One run's events: session start (hparams, by tensorboard's hparams API), scalars per step (torch's
+    SummaryWriter, as plain scalars), final metrics, session end. Times are the run's, not the export's."""
     from tensorboard.plugins.hparams import summary_v2
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    from torch.utils.tensorboard import SummaryWriter
 
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     start = (run.path / "config.yaml").stat().st_mtime
-    writer = EventFileWriter(str(out))
-    try:
-        writer.add_event(event_pb2.Event(wall_time=start, step=0,
-                                         summary=summary_v2.hparams_pb(hparams, trial_id=name, start_time_secs=start)))
-        last_step = 0
-        for row in run.metrics.get("train_log") or []:
-            if row.get("train_loss") is not None:
-                writer.add_event(_scalar_event("train_loss", row["train_loss"], row["step"], start))
-                last_step = max(last_step, int(row["step"]))
-        for row in run.metrics.get("history") or []:
-            for key in metrics:
-                if key.startswith("eval_") and isinstance(row.get(key), (int, float)):
-                    writer.add_event(_scalar_event(key, row[key], row["step"], start))
-            last_step = max(last_step, int(row.get("step", 0)))
-        final_step = int(run.final.get("global_step", last_step))
-        for key, value in run.final.items():
-            if key in metrics:
-                writer.add_event(_scalar_event(key, value, final_step, start))
-        end = (run.path / "metrics.json").stat().st_mtime if (run.path / "metrics.json").is_file() else start
-        writer.add_event(_session_end_event(run.status, end))
-    finally:
-        writer.close()
+    end = (run.path / "metrics.json").stat().st_mtime if (run.path / "metrics.json").is_file() else start
+    with SummaryWriter(log_dir=str(out)) as writer:
+        writer.file_writer.add_summary(summary_v2.hparams_pb(hparams, trial_id=name, start_time_secs=start),
+                                       global_step=0, walltime=start)
+        for tag, value, step in _scalars(run, metrics):
+            writer.add_scalar(tag, value, step, walltime=start)
+        writer.file_writer.add_summary(_session_end(run.status, end), global_step=0, walltime=end)
 
 
 def export(roots: Iterable[Path], out_dir: Path) -> List[str]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, List, Optional
 
 # Override prefixes that never describe the experiment itself.
-_NOISE_PREFIXES = ("hydra.", "hydra/", "logger.", "paths.", "+hydra", "~hydra")
 # Config groups whose choice says nothing about the run (framework plumbing).
 _PLUMBING_GROUPS = ("paths", "inference", "collator", "tokenizer", "task")
 
@@ -26,14 +25,6 @@ def sweep_id(sweep_dir: str, cwd: Optional[Path] = None) -> str:
         parts = parts[1:]
     name = "_".join(parts[-3:]) or "sweep"
     return re.sub(r"[^\w.=+-]", "_", name)[:128]
-
-
-def run_name_from_overrides(overrides: Iterable[str]) -> Optional[str]:
-    """``trainer.lr=3e-5,model=bert`` from a job's overrides (None when none describe the run)."""
-    kept = [o for o in overrides if not o.startswith(_NOISE_PREFIXES)]
-    if not kept:
-        return None
-    return re.sub(r"[^\w.,=+-]", "_", ",".join(kept))[:120]
 
 
 def swept_keys(hydra_cfg) -> List[str]:
@@ -81,6 +72,8 @@ def apply_sweep_context(cfg, hydra_cfg) -> None:
         overrides = [str(o) for o in hydra_cfg.overrides.task]
         swept = swept_keys(hydra_cfg)
         varied = [o for o in overrides if o.partition("=")[0].lstrip("+~") in swept]
+        from experiments.runs import run_name_from_overrides
+
         name = run_name_from_overrides(varied or overrides)
         if name:
             logger.run_name = name

@@ -16,10 +16,17 @@ from typing import Any, Dict, Iterable, List, Optional, Set
 RECORD_FILE = "sweep_job.json"
 FINISHED = "finished"
 FAILED = "failed"
-# Final metrics that describe speed, not quality: kept in the record, left out of tables and plots.
-SPEED_KEYS = ("eval_runtime_s", "eval_samples_per_second", "train_samples_per_second", "train_runtime_s",
-              "train_flops_per_second", "global_step", "epochs")
+from experiments.record import SPEED_KEYS  # noqa: E402,F401  (re-exported for readers of records)
+
 _SKIP_DIRS = {"checkpoints", "best", "last", "wandb", "tensorboard", ".hydra", ".launcher", ".submitit"}
+
+
+def outcome(job_return) -> Any:
+    """A Hydra job's return value, or the exception it failed with (Hydra's public getter re-raises it)."""
+    try:
+        return job_return.return_value
+    except BaseException as exc:  # noqa: B902 - a failed job's stored exception, whatever its type
+        return exc
 
 
 def error_line(exc: BaseException) -> str:

@@ -45,12 +45,9 @@ def swept_params(jobs: List[Dict[str, Any]]) -> Dict[str, List[str]]:
 
 def quality_metrics(jobs: List[Dict[str, Any]]) -> List[str]:
     """Metric names worth a column: every non-speed metric of the finished jobs, in first-seen order."""
-    names: List[str] = []
-    for job in jobs:
-        for key in job.get("metrics", {}):
-            if key not in records.SPEED_KEYS and key not in names:
-                names.append(key)
-    return names
+    from experiments.record import quality_metrics as names_of
+
+    return names_of(job.get("metrics", {}) for job in jobs)
 
 
 def choose_metric(objective: Optional[str], metric_for_best: Optional[str], names: List[str]) -> Optional[str]:
@@ -86,12 +83,14 @@ def metric_value(job: Dict[str, Any], metric: Optional[str]) -> Optional[float]:
 
 
 def best_job(jobs: List[Dict[str, Any]], metric: Optional[str], direction: str) -> Optional[int]:
-    scored = [(metric_value(j, metric), j["job"]) for j in jobs if j.get("status") == records.FINISHED]
-    scored = [(v, n) for v, n in scored if v is not None]
-    if not scored:
-        return None
-    pick = max if direction == "maximize" else min
-    return pick(scored, key=lambda item: item[0])[1]
+    from experiments.record import is_better
+
+    best, best_value = None, None
+    for job in jobs:
+        value = metric_value(job, metric) if job.get("status") == records.FINISHED else None
+        if value is not None and is_better(value, best_value, direction == "maximize"):
+            best, best_value = job["job"], value
+    return best
 
 
 def build_summary(sweep_dir: Path, objective: Optional[str] = None, metric_for_best: Optional[str] = None,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -77,26 +76,25 @@ def best_metric_key(cfg, eval_metrics: Dict[str, float]) -> str:
         if key not in eval_metrics:
             raise ExperimentError(f"trainer.metric_for_best '{key}' is not an eval metric ({', '.join(eval_metrics)})")
         return key
-    preferred = [k for k in eval_metrics if k not in ("eval_loss", "eval_runtime_s", "eval_samples_per_second")]
+    from experiments.record import is_quality_metric
+
+    preferred = [k for k in eval_metrics if k != "eval_loss" and is_quality_metric(k)]
     return preferred[0] if preferred else "eval_loss"
 
 
 def is_better(cfg, key: str, value: float, best: Optional[float]) -> bool:
-    if best is None:
-        return True
-    higher = cfg.trainer.greater_is_better and key != "eval_loss"
-    return value > best if higher else value < best
+    from experiments.record import is_better as better
+
+    return better(value, best, cfg.trainer.greater_is_better and key != "eval_loss")
 
 
 def run_name(cfg, overrides: Optional[List[str]] = None) -> str:
     """A readable name from the overrides (``model=bert,trainer.lr=3e-5``) or model + dataset."""
     if cfg.logger.run_name:
         return cfg.logger.run_name
-    if overrides:
-        name = ",".join(o for o in overrides if not o.startswith(("hydra.", "logger.", "paths.")))
-        if name:
-            return re.sub(r"[^\w.,=+-]", "_", name)[:120]
-    return f"{cfg.model.name}-{cfg.dataset.name}"
+    from experiments.runs import run_name_from_overrides
+
+    return run_name_from_overrides(overrides or []) or f"{cfg.model.name}-{cfg.dataset.name}"
 
 
 def hydra_overrides() -> List[str]:
@@ -110,7 +108,11 @@ def hydra_overrides() -> List[str]:
 
 def reset_accelerate_state() -> None:
     """Forget this run's Accelerate settings, so a next run in the same process may choose others
-    (e.g. another mixed precision); a distributed worker keeps its process group."""
+    (e.g. another mixed precision); a distributed worker keeps its process group.
+
+    Accelerate's state objects are process-wide singletons with no public reset; ``_reset_state`` is the
+    call Accelerate's own test-suite uses for exactly this. Runs started from the CLI or a sweep each get a
+    fresh process and never need it; in-process callers (tests, benchmarks, notebooks) do."""
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=False)

@@ -17,10 +17,10 @@ def _portable(ret):
         cloudpickle.dumps(ret)
         return ret
     except Exception:
-        from experiments.sweep.records import error_line
+        from experiments.sweep.records import error_line, outcome
 
-        value = ret._return_value
-        ret._return_value = RuntimeError(error_line(value) if isinstance(value, BaseException) else repr(value))
+        value = outcome(ret)
+        ret.return_value = RuntimeError(error_line(value) if isinstance(value, BaseException) else repr(value))
         return ret
 
 
@@ -40,7 +40,9 @@ def main(argv=None) -> int:
     setup_globals()
     ret = run_job(hydra_context=payload["hydra_context"], task_function=payload["task_function"],
                   config=payload["config"], job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-    value = ret._return_value
+    from experiments.sweep.records import outcome
+
+    value = outcome(ret)
     if isinstance(value, BaseException):  # the job's output file keeps the full traceback
         import traceback
 

@@ -240,9 +240,9 @@ class SubprocessLauncher(Launcher):
         if ret.status == JobStatus.COMPLETED:
             log.info("job #%d finished in %.1f s", job.num, time.time() - started)
         else:
-            from experiments.sweep.records import error_line
+            from experiments.sweep.records import error_line, outcome
 
-            value = ret._return_value
+            value = outcome(ret)
             line = error_line(value) if isinstance(value, BaseException) else str(value)
             log.error("job #%d failed: %s", job.num, line)
             # A one-line failure for Hydra to report (the traceback is in the job's output file).
