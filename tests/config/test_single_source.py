@@ -43,7 +43,7 @@ def test_dataset_loaders_are_the_loader_registry():
 
 
 def test_tasks_are_the_task_registry():
-    from experiments.infer.registry import TASKS
+    from experiments.tasks.registry import TASKS
 
     assert set(schema.INFER_TASKS) == set(TASKS)
 

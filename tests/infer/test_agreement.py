@@ -141,7 +141,7 @@ def test_smollm2_chat_generation_and_prompted_translation(config):
     import torch
 
     from experiments.infer import load_task
-    from experiments.infer.generation import Translation
+    from experiments.tasks.generation import Translation
 
     task = load_task(config("task=text-generation", "model=smollm2", "task.max_new_tokens=12"))
     prompts = ["What is the capital of France? Answer in one word.", "Name a colour."]

@@ -31,7 +31,7 @@ def test_unknown_file_type(tmp_path):
 
 
 def _items(config, *overrides):
-    from experiments.infer.registry import task_class
+    from experiments.tasks.registry import task_class
 
     cfg = config(*overrides)
     task = task_class(cfg.task.name)(cfg.task)

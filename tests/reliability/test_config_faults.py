@@ -72,3 +72,9 @@ def test_missing_local_model_dir(tmp_path):
     result = run(*TINY, "model.name_or_path=./no-such-model", cwd=tmp_path)
     assert_user_error(result, "no-such-model", "does not exist")
     assert changed({}, snapshot(tmp_path)) == {}
+
+
+def test_a_task_that_does_not_train_yet_stops_in_one_line(tmp_path):
+    result = run(*TINY, "task=fill-mask", cwd=tmp_path)
+    assert_user_error(result, "task=fill-mask does not train yet", "text-classification", "mode=infer")
+    assert snapshot(tmp_path) == {}

@@ -1,6 +1,6 @@
 """``mode=infer``: run one task over a set of inputs and record outputs, speed and quality.
 
-Entry point :func:`infer`. Each task (see :mod:`experiments.infer.registry`) runs either through
+Entry point :func:`infer`. Each task (see :mod:`experiments.tasks.registry`) runs either through
 transformers' ``pipeline()`` (``inference.path=pipeline``, where transformers still has the task) or written
 out by hand (``inference.path=manual``: tokenizer -> model -> post-processing). Both give outputs of the same
 shape, so runs over either path compare directly.
@@ -21,9 +21,9 @@ def load_task(cfg, task=None):
     """``cfg.task`` bound to its loaded model and tokenizer: call ``.pipeline(batch)`` / ``.manual(batch)``."""
     import torch
 
-    from experiments.infer.base import Context
     from experiments.infer.loading import load_model, pick_device
-    from experiments.infer.registry import task_class
+    from experiments.tasks.base import Context
+    from experiments.tasks.registry import task_class
 
     task = task or task_class(cfg.task.name)(cfg.task)
     if cfg.inference.num_threads:
@@ -38,7 +38,6 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
     """Run ``cfg.task`` over the configured inputs; write predictions.jsonl and metrics.json in ``run_dir``."""
     from experiments.infer.batching import plan_batches, run_batches
     from experiments.infer.inputs import load_items
-    from experiments.infer.registry import task_class
     from experiments.infer.report import (
         PREDICTIONS_FILE,
         count_tokens,
@@ -48,6 +47,7 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
     )
     from experiments.record import RunRecord, write_record
     from experiments.runs import environment
+    from experiments.tasks.registry import task_class
 
     inference = cfg.inference
     task = task_class(cfg.task.name)(cfg.task)

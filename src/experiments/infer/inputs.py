@@ -9,7 +9,7 @@ from typing import Any, List, Optional, Tuple
 
 from experiments.config.schema import ExperimentConfig, InferenceConfig
 from experiments.errors import DataError, ExperimentError
-from experiments.infer.base import Item, Task
+from experiments.tasks.base import Item, Task
 
 log = logging.getLogger(__name__)
 

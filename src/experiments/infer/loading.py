@@ -6,7 +6,7 @@ from typing import Any, Tuple
 
 from experiments.config.schema import ExperimentConfig
 from experiments.errors import ExperimentError
-from experiments.infer.base import Task
+from experiments.tasks.base import Task
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from experiments.infer.base import Item, Task
+from experiments.tasks.base import Item, Task
 
 PREDICTIONS_FILE = "predictions.jsonl"
 

@@ -4,6 +4,9 @@ Each sub-folder ``<name>/<name>.py`` is an `evaluate.Metric` module. Load one wi
 (a thin wrapper around ``evaluate.load(<folder>)``), or build a Trainer-style metric function for a
 classification / regression run with :func:`for_classification`. `evaluate` itself is imported lazily:
 importing this package stays cheap.
+
+The scripts share their MetricInfo, input features and compute wrappers through ``_shared.py`` (which
+says why they import it absolutely) and take their BibTeX from ``citations.yaml``.
 """
 
 from __future__ import annotations

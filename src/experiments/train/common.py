@@ -13,43 +13,52 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Experiment:
+    """What the training backends need, built by the task object (experiments.tasks)."""
+
+    task: Any  # a TrainingTask
     tokenizer: Any
-    data: Any  # ClassificationData
+    data: Any  # the task's tokenized train/eval data
     collator: Any
     model_dir: Path
     compute_metrics: Callable[[Any, Any], Dict[str, float]]
     model_source: str = ""  # "<origin>:<directory>" the weights were loaded from (recorded in metrics.json)
 
     def new_model(self, cfg):
-        from experiments.modeling import load_sequence_classifier
+        return self.task.new_model(self.model_dir, cfg, self.data, self.tokenizer)
 
-        return load_sequence_classifier(self.model_dir, cfg.model, num_labels=self.data.num_labels,
-                                        id2label=self.data.id2label, is_regression=self.data.is_regression,
-                                        pad_token_id=self.tokenizer.pad_token_id)
+
+def training_task(cfg):
+    """The task object ``cfg.task.name`` names, if it trains (else one line naming those that do)."""
+    from experiments.tasks.base import trainable_tasks
+    from experiments.tasks.registry import task_class
+
+    task = task_class(cfg.task.name)(cfg.task)
+    if not task.trains:
+        raise ExperimentError(f"task={cfg.task.name} does not train yet (mode=train covers: "
+                              f"{', '.join(trainable_tasks())}); run it with mode=infer")
+    return task
 
 
 def build_experiment(cfg, main_process_first=None) -> Experiment:
-    """Resolve the model, load the tokenizer, load + tokenize the data (main process first), pick metrics."""
+    """Resolve the model, load the tokenizer, load + tokenize the data (main process first), pick metrics —
+    each through the task object, so training and inference share one definition of the task."""
     import contextlib
 
-    from experiments import metrics as metric_modules
-    from experiments.data.prepare import build_classification_data, build_collator
     from experiments.data.sources import load_raw
     from experiments.modeling import load_tokenizer, resolve
 
+    task = training_task(cfg)
     if cfg.model.gguf_file:
         raise ExperimentError("GGUF checkpoints load for inference only; fine-tune a safetensors checkpoint")
     resolved = resolve(cfg.model, cfg.paths.mirror)
-    model_dir = resolved.path
-    tokenizer = load_tokenizer(model_dir, cfg.tokenizer, cfg.model, cfg.paths.mirror)
+    tokenizer = load_tokenizer(resolved.path, cfg.tokenizer, cfg.model, cfg.paths.mirror)
     guard = main_process_first() if main_process_first else contextlib.nullcontext()
     with guard:  # rank 0 fills the datasets and evaluate-module caches; the others then read them
         raw = load_raw(cfg.dataset, cfg.paths.mirror)
-        data = build_classification_data(raw, tokenizer, cfg.dataset, cfg.tokenizer)
-        compute = metric_modules.for_classification(cfg.dataset.metric, cfg.dataset.metric_config,
-                                                    data.num_labels, data.is_regression)
-    return Experiment(tokenizer, data, build_collator(tokenizer, cfg.collator, cfg.tokenizer), model_dir, compute,
-                      f"{resolved.origin}:{model_dir}")
+        data = task.training_data(raw, tokenizer, cfg)
+        compute = task.metric_function(cfg, data)
+    return Experiment(task, tokenizer, data, task.collator(tokenizer, cfg), resolved.path, compute,
+                      f"{resolved.origin}:{resolved.path}")
 
 
 def resolve_mixed_precision(value: str) -> str:

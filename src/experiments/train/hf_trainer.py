@@ -162,9 +162,11 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
 
 def _metric_function(exp):
     def compute_metrics(eval_pred) -> Dict[str, float]:
+        import torch
+
         logits, labels = eval_pred.predictions, eval_pred.label_ids
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        preds = logits.squeeze(-1) if exp.data.is_regression else logits.argmax(-1)
+        logits = torch.as_tensor(logits[0] if isinstance(logits, tuple) else logits).float()
+        preds, _ = exp.task.eval_outputs(logits, torch.as_tensor(labels), exp.data)  # the same post-processing
         return exp.compute_metrics(preds.tolist(), labels.tolist())
 
     return compute_metrics

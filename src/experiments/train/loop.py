@@ -65,7 +65,6 @@ def _dataloaders(exp, cfg):
 def evaluate(model, dataloader, accelerator, exp, limit: Optional[int] = None) -> Dict[str, float]:
     """Loss and task metrics over the whole eval split, gathered from every process (no duplicates)."""
     import torch
-    import torch.nn.functional as F
 
     model.eval()
     preds, refs, losses = [], [], []
@@ -76,12 +75,7 @@ def evaluate(model, dataloader, accelerator, exp, limit: Optional[int] = None) -
         with torch.no_grad():
             logits = model(**batch).logits.float()
         labels = batch["labels"]
-        if exp.data.is_regression:
-            pred = logits.squeeze(-1)
-            loss = F.mse_loss(pred, labels.float(), reduction="none")
-        else:
-            pred = logits.argmax(-1)
-            loss = F.cross_entropy(logits, labels, reduction="none")
+        pred, loss = exp.task.eval_outputs(logits, labels, exp.data)
         pred, labels, loss = accelerator.gather_for_metrics((pred, labels, loss))
         preds.append(pred.cpu())
         refs.append(labels.cpu())

@@ -1,9 +1,8 @@
 """F1: the harmonic mean of precision and recall."""
 
-import datasets
-import evaluate
-import numpy as np
 from sklearn.metrics import f1_score
+
+from experiments.metrics._shared import SklearnMetric
 
 _DESCRIPTION = """\
 The F1 score is the harmonic mean of precision and recall:
@@ -29,55 +28,9 @@ Examples:
     {'f1': 0.26666666666666666}
 """
 
-_CITATION = """\
-@article{scikit-learn,
-  title={Scikit-learn: Machine Learning in {P}ython},
-  author={Pedregosa, F. and Varoquaux, G. and Gramfort, A. and Michel, V.
-         and Thirion, B. and Grisel, O. and Blondel, M. and Prettenhofer, P.
-         and Weiss, R. and Dubourg, V. and Vanderplas, J. and Passos, A. and
-         Cournapeau, D. and Brucher, M. and Perrot, M. and Duchesnay, E.},
-  journal={Journal of Machine Learning Research},
-  volume={12},
-  pages={2825--2830},
-  year={2011}
-}
-"""
 
-
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class F1(evaluate.Metric):
+class F1(SklearnMetric):
     """F1 computed with `sklearn.metrics.f1_score`."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        if self.config_name == "multilabel":
-            label = datasets.Sequence(datasets.Value("int32"))
-        else:
-            label = datasets.Value("int32")
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": label, "references": label}),
-            reference_urls=[
-                "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"
-            ],
-        )
-
-    def _compute(
-        self,
-        predictions,
-        references,
-        labels=None,
-        pos_label=1,
-        average: str | None = "binary",
-        sample_weight=None,
-    ) -> dict:
-        score = f1_score(
-            references,
-            predictions,
-            labels=labels,
-            pos_label=pos_label,
-            average=average,
-            sample_weight=sample_weight,
-        )
-        return {"f1": float(score) if np.size(score) == 1 else np.asarray(score)}
+    SCORE, KEY, MULTILABEL = staticmethod(f1_score), "f1", True
+    DESCRIPTION, INPUTS = _DESCRIPTION, _KWARGS_DESCRIPTION

@@ -1,9 +1,9 @@
 """GLUE benchmark metrics, one config per GLUE task."""
 
-import datasets
-import evaluate
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from experiments.metrics._shared import BundledMetric, citation, pair_features
 
 _DESCRIPTION = """\
 GLUE, the General Language Understanding Evaluation benchmark (https://gluebenchmark.com/), is a collection
@@ -26,40 +26,22 @@ Examples:
     {'accuracy': 1.0, 'f1': 1.0}
 """
 
-_CITATION = """\
-@inproceedings{wang2019glue,
-  title={{GLUE}: A Multi-Task Benchmark and Analysis Platform for Natural Language Understanding},
-  author={Wang, Alex and Singh, Amanpreet and Michael, Julian and Hill, Felix and Levy, Omer
-          and Bowman, Samuel R.},
-  note={In the Proceedings of ICLR.},
-  year={2019}
-}
-"""
-
 ACCURACY_AND_F1 = ("mrpc", "qqp")
 ACCURACY_ONLY = ("sst2", "rte", "mnli", "mnli_matched", "mnli_mismatched", "qnli", "wnli", "hans")
 CONFIGS = ("cola", "stsb", *ACCURACY_AND_F1, *ACCURACY_ONLY)
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Glue(evaluate.Metric):
+class Glue(BundledMetric):
     """The official metric(s) of the GLUE task named by the config."""
 
-    def _info(self) -> evaluate.MetricInfo:
+    DESCRIPTION, INPUTS, CITATION = _DESCRIPTION, _KWARGS_DESCRIPTION, citation("wang2019glue")
+    LINKS = {"format": "numpy"}
+
+    def _features(self):
+        """Scores for stsb, labels otherwise; checked here because evaluate asks for the info on load."""
         if self.config_name not in CONFIGS:
             raise KeyError(f"unknown GLUE config {self.config_name!r}; select one of: {', '.join(CONFIGS)}")
-        dtype = "float32" if self.config_name == "stsb" else "int64"
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value(dtype), "references": datasets.Value(dtype)}
-            ),
-            codebase_urls=[],
-            reference_urls=[],
-            format="numpy",
-        )
+        return pair_features("float32" if self.config_name == "stsb" else "int64")
 
     def _compute(self, predictions, references) -> dict[str, float]:
         if self.config_name == "cola":

@@ -1,8 +1,8 @@
 """Matthews correlation coefficient (MCC) for classification."""
 
-import datasets
-import evaluate
 from sklearn.metrics import matthews_corrcoef
+
+from experiments.metrics._shared import SklearnMetric
 
 _DESCRIPTION = """\
 The Matthews correlation coefficient measures the quality of binary and multiclass classifications.
@@ -24,38 +24,9 @@ Examples:
     {'matthews_correlation': 0.5384615384615384}
 """
 
-_CITATION = """\
-@article{scikit-learn,
-  title={Scikit-learn: Machine Learning in {P}ython},
-  author={Pedregosa, F. and Varoquaux, G. and Gramfort, A. and Michel, V.
-         and Thirion, B. and Grisel, O. and Blondel, M. and Prettenhofer, P.
-         and Weiss, R. and Dubourg, V. and Vanderplas, J. and Passos, A. and
-         Cournapeau, D. and Brucher, M. and Perrot, M. and Duchesnay, E.},
-  journal={Journal of Machine Learning Research},
-  volume={12},
-  pages={2825--2830},
-  year={2011}
-}
-"""
 
-
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class MatthewsCorrelation(evaluate.Metric):
+class MatthewsCorrelation(SklearnMetric):
     """MCC computed with `sklearn.metrics.matthews_corrcoef`."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=[
-                "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.matthews_corrcoef.html"
-            ],
-        )
-
-    def _compute(self, predictions, references, sample_weight=None) -> dict:
-        score = matthews_corrcoef(references, predictions, sample_weight=sample_weight)
-        return {"matthews_correlation": float(score)}
+    SCORE, KEY = staticmethod(matthews_corrcoef), "matthews_correlation"
+    DESCRIPTION, INPUTS = _DESCRIPTION, _KWARGS_DESCRIPTION

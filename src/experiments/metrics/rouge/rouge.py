@@ -1,9 +1,9 @@
 """ROUGE scores for summarisation, computed with Google's `rouge_score` package."""
 
-import datasets
-import evaluate
 import numpy as np
 from rouge_score import rouge_scorer
+
+from experiments.metrics._shared import BundledMetric, citation, text_features
 
 _DESCRIPTION = """\
 ROUGE (Recall-Oriented Understudy for Gisting Evaluation) compares generated text against one or more
@@ -33,20 +33,6 @@ Examples:
     {'rouge1': 1.0, 'rouge2': 1.0, 'rougeL': 1.0, 'rougeLsum': 1.0}
 """
 
-_CITATION = """\
-@inproceedings{lin-2004-rouge,
-    title = "{ROUGE}: A Package for Automatic Evaluation of Summaries",
-    author = "Lin, Chin-Yew",
-    booktitle = "Text Summarization Branches Out",
-    month = jul,
-    year = "2004",
-    address = "Barcelona, Spain",
-    publisher = "Association for Computational Linguistics",
-    url = "https://www.aclweb.org/anthology/W04-1013",
-    pages = "74--81",
-}
-"""
-
 DEFAULT_ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
@@ -60,24 +46,15 @@ class _CallableTokenizer:
         return self.tokenize_fn(text)
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Rouge(evaluate.Metric):
+class Rouge(BundledMetric):
     """ROUGE F-measures from `rouge_score.rouge_scorer.RougeScorer`."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        text = datasets.Value("string", id="sequence")
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            # Single-reference inputs are tried first, then lists of references.
-            features=[
-                datasets.Features({"predictions": text, "references": text}),
-                datasets.Features({"predictions": text, "references": datasets.Sequence(text)}),
-            ],
-            codebase_urls=["https://github.com/google-research/google-research/tree/master/rouge"],
-            reference_urls=["https://en.wikipedia.org/wiki/ROUGE_(metric)"],
-        )
+    DESCRIPTION, INPUTS, CITATION = _DESCRIPTION, _KWARGS_DESCRIPTION, citation("lin-2004-rouge")
+    LINKS = {
+        "codebase_urls": ["https://github.com/google-research/google-research/tree/master/rouge"],
+        "reference_urls": ["https://en.wikipedia.org/wiki/ROUGE_(metric)"],
+    }
+    FEATURES = text_features()
 
     def _compute(
         self,

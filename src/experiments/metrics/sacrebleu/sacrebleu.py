@@ -1,8 +1,8 @@
 """Corpus BLEU computed with the `sacrebleu` package."""
 
-import datasets
-import evaluate
 from sacrebleu.metrics import BLEU
+
+from experiments.metrics._shared import CorpusMetric, citation
 
 _DESCRIPTION = """\
 SacreBLEU provides hassle-free computation of shareable, comparable and reproducible BLEU scores: it
@@ -37,77 +37,25 @@ Examples:
     100.0
 """
 
-_CITATION = """\
-@inproceedings{post-2018-call,
-    title = "A Call for Clarity in Reporting {BLEU} Scores",
-    author = "Post, Matt",
-    booktitle = "Proceedings of the Third Conference on Machine Translation: Research Papers",
-    month = oct,
-    year = "2018",
-    address = "Belgium, Brussels",
-    publisher = "Association for Computational Linguistics",
-    url = "https://www.aclweb.org/anthology/W18-6319",
-    pages = "186--191",
-}
-"""
+SACREBLEU_URL = "https://github.com/mjpost/sacreBLEU"
 
 
-def reference_streams(references) -> list[list[str]]:
-    """Turn per-prediction references into sacrebleu's per-position reference streams."""
-    references = [[ref] if isinstance(ref, str) else list(ref) for ref in references]
-    per_prediction = len(references[0])
-    if any(len(refs) != per_prediction for refs in references):
-        raise ValueError("sacrebleu requires the same number of references for each prediction")
-    return [[refs[i] for refs in references] for i in range(per_prediction)]
-
-
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Sacrebleu(evaluate.Metric):
+class Sacrebleu(CorpusMetric):
     """Corpus BLEU from `sacrebleu.metrics.BLEU.corpus_score`."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        text = datasets.Value("string", id="sequence")
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            # Single-reference inputs are tried first, then lists of references.
-            features=[
-                datasets.Features({"predictions": text, "references": text}),
-                datasets.Features(
-                    {"predictions": text, "references": datasets.Sequence(text, id="references")}
-                ),
-            ],
-            codebase_urls=["https://github.com/mjpost/sacreBLEU"],
-            reference_urls=["https://github.com/mjpost/sacreBLEU"],
-        )
+    DESCRIPTION, INPUTS, CITATION = _DESCRIPTION, _KWARGS_DESCRIPTION, citation("post-2018-call")
+    LINKS = {"codebase_urls": [SACREBLEU_URL], "reference_urls": [SACREBLEU_URL]}
+    SCORER, NAME = BLEU, "sacrebleu"
+    RESULT = {
+        "score": float,
+        "counts": list,
+        "totals": list,
+        "precisions": list,
+        "bp": float,
+        "sys_len": int,
+        "ref_len": int,
+    }
 
-    def _compute(
-        self,
-        predictions,
-        references,
-        smooth_method: str = "exp",
-        smooth_value: float | None = None,
-        force: bool = False,
-        lowercase: bool = False,
-        tokenize: str | None = None,
-        use_effective_order: bool = False,
-    ) -> dict:
-        bleu = BLEU(
-            lowercase=lowercase,
-            force=force,
-            tokenize=tokenize,
-            smooth_method=smooth_method,
-            smooth_value=smooth_value,
-            effective_order=use_effective_order,
-        )
-        output = bleu.corpus_score(list(predictions), reference_streams(references))
-        return {
-            "score": float(output.score),
-            "counts": list(output.counts),
-            "totals": list(output.totals),
-            "precisions": list(output.precisions),
-            "bp": float(output.bp),
-            "sys_len": int(output.sys_len),
-            "ref_len": int(output.ref_len),
-        }
+    def _compute(self, predictions, references, use_effective_order: bool = False, **options) -> dict:
+        """Keeps the `use_effective_order` name of evaluate's hub module for BLEU's `effective_order`."""
+        return super()._compute(predictions, references, effective_order=use_effective_order, **options)

@@ -1,8 +1,8 @@
 """Spearman rank-order correlation coefficient between predictions and references."""
 
-import datasets
-import evaluate
 from scipy.stats import spearmanr
+
+from experiments.metrics._shared import CorrelationMetric
 
 _DESCRIPTION = """\
 The Spearman rank-order correlation coefficient measures how well the relationship between two variables
@@ -24,38 +24,9 @@ Examples:
     {'spearmanr': -0.7}
 """
 
-_CITATION = """\
-@article{2020SciPy-NMeth,
-  author  = {Virtanen, Pauli and Gommers, Ralf and Oliphant, Travis E. and others},
-  title   = {{SciPy 1.0: Fundamental Algorithms for Scientific Computing in Python}},
-  journal = {Nature Methods},
-  year    = {2020},
-  volume  = {17},
-  pages   = {261--272},
-  doi     = {10.1038/s41592-019-0686-2},
-}
-"""
 
-
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Spearmanr(evaluate.Metric):
+class Spearmanr(CorrelationMetric):
     """Spearman's rho computed with `scipy.stats.spearmanr`."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("float"), "references": datasets.Value("float")}
-            ),
-            reference_urls=[
-                "https://docs.scipy.org/doc/scipy/reference/generated/scipy.stats.spearmanr.html"
-            ],
-        )
-
-    def _compute(self, predictions, references, return_pvalue: bool = False) -> dict:
-        statistic, pvalue = spearmanr(references, predictions)
-        if return_pvalue:
-            return {"spearmanr": float(statistic), "spearmanr_pvalue": float(pvalue)}
-        return {"spearmanr": float(statistic)}
+    STATISTIC, KEY, PVALUE_KEY = staticmethod(spearmanr), "spearmanr", "spearmanr_pvalue"
+    DESCRIPTION, INPUTS = _DESCRIPTION, _KWARGS_DESCRIPTION

@@ -5,7 +5,8 @@ import string
 from collections import Counter
 
 import datasets
-import evaluate
+
+from experiments.metrics._shared import BundledMetric, citation
 
 _DESCRIPTION = """\
 The official evaluation of the Stanford Question Answering Dataset (SQuAD) v1.1. Predicted and gold
@@ -31,15 +32,7 @@ Examples:
     {'exact_match': 100.0, 'f1': 100.0}
 """
 
-_CITATION = """\
-@inproceedings{Rajpurkar2016SQuAD10,
-  title={SQuAD: 100,000+ Questions for Machine Comprehension of Text},
-  author={Pranav Rajpurkar and Jian Zhang and Konstantin Lopyrev and Percy Liang},
-  booktitle={EMNLP},
-  year={2016}
-}
-"""
-
+SQUAD_URL = "https://rajpurkar.github.io/SQuAD-explorer/"
 _PUNCTUATION = frozenset(string.punctuation)
 
 
@@ -67,32 +60,22 @@ def token_f1_score(prediction: str, ground_truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Squad(evaluate.Metric):
+class Squad(BundledMetric):
     """SQuAD v1.1 exact match and F1, matched by question id."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": {
-                        "id": datasets.Value("string"),
-                        "prediction_text": datasets.Value("string"),
-                    },
-                    "references": {
-                        "id": datasets.Value("string"),
-                        "answers": datasets.Sequence(
-                            {"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}
-                        ),
-                    },
-                }
-            ),
-            codebase_urls=["https://rajpurkar.github.io/SQuAD-explorer/"],
-            reference_urls=["https://rajpurkar.github.io/SQuAD-explorer/"],
-        )
+    DESCRIPTION, INPUTS, CITATION = _DESCRIPTION, _KWARGS_DESCRIPTION, citation("Rajpurkar2016SQuAD10")
+    LINKS = {"codebase_urls": [SQUAD_URL], "reference_urls": [SQUAD_URL]}
+    FEATURES = datasets.Features(
+        {
+            "predictions": {"id": datasets.Value("string"), "prediction_text": datasets.Value("string")},
+            "references": {
+                "id": datasets.Value("string"),
+                "answers": datasets.Sequence(
+                    {"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}
+                ),
+            },
+        }
+    )
 
     def _compute(self, predictions, references) -> dict[str, float]:
         predicted = {p["id"]: p["prediction_text"] for p in predictions}

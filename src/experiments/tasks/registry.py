@@ -4,13 +4,13 @@ from __future__ import annotations
 from typing import Dict, Type
 
 from experiments.errors import ExperimentError
-from experiments.infer.base import Task
-from experiments.infer.classification import SentimentAnalysis, TextClassification
-from experiments.infer.features import FeatureExtraction
-from experiments.infer.fill_mask import FillMask
-from experiments.infer.generation import Summarization, TextGeneration, Translation
-from experiments.infer.question_answering import QuestionAnswering
-from experiments.infer.zero_shot import ZeroShotClassification
+from experiments.tasks.base import Task
+from experiments.tasks.classification import SentimentAnalysis, TextClassification
+from experiments.tasks.features import FeatureExtraction
+from experiments.tasks.fill_mask import FillMask
+from experiments.tasks.generation import Summarization, TextGeneration, Translation
+from experiments.tasks.question_answering import QuestionAnswering
+from experiments.tasks.zero_shot import ZeroShotClassification
 
 TASKS: Dict[str, Type[Task]] = {
     cls.name: cls

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from experiments.infer.base import Task
+from experiments.tasks.base import Task
 
 
 def pool(token_vectors, mode: str, normalize: bool):

@@ -5,7 +5,7 @@ import re
 from typing import Any, Dict, List
 
 from experiments.errors import DataError, ExperimentError
-from experiments.infer.base import Task, short
+from experiments.tasks.base import Task, short
 
 MASK_PLACEHOLDERS = re.compile(r"\[MASK\]|<mask>")
 

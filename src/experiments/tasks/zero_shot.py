@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from experiments.errors import ExperimentError
-from experiments.infer.base import Task
-from experiments.infer.features import FeatureExtraction, pool
-from experiments.infer.labels import classification_quality
+from experiments.tasks.base import Task
+from experiments.tasks.features import FeatureExtraction, pool
+from experiments.tasks.labels import classification_quality
 
 
 def entailment_id(config) -> int:

@@ -1,8 +1,12 @@
-"""What every inference task provides, and the state it runs with.
+"""What every task provides, and the state it runs with.
 
-A task turns raw inputs (strings or dicts) into outputs shaped like transformers' pipeline outputs, two
-ways: :meth:`Task.pipeline` calls ``transformers.pipeline()`` where it still has the task, and
-:meth:`Task.manual` writes the same thing out (tokenizer -> model -> post-processing).
+Inference: a task turns raw inputs (strings or dicts) into outputs shaped like transformers' pipeline
+outputs, two ways: :meth:`Task.pipeline` calls ``transformers.pipeline()`` where it still has the task,
+and :meth:`Task.manual` writes the same thing out (tokenizer -> model -> post-processing).
+
+Training: the same object says how it is fine-tuned (:class:`TrainingTask`): its data, its model (the
+same ``auto_class`` inference loads), its collator, its metrics and how logits become predictions.
+A task that does not train yet stops the run before anything is loaded, naming the tasks that do.
 """
 from __future__ import annotations
 
@@ -48,7 +52,10 @@ class Context:
 
 
 class Task:
-    """Base class: one subclass per task name (see :mod:`experiments.infer.registry`)."""
+    """Base class: one subclass per task name (see :mod:`experiments.tasks.registry`)."""
+
+    #: whether ``mode=train`` fine-tunes this task (see :class:`TrainingTask`).
+    trains: bool = False
 
     name: str = ""
     #: transformers.pipeline() task name, or None where transformers no longer has one.
@@ -175,3 +182,38 @@ def text_field(record: Dict[str, Any], column: Optional[str] = None, keys=TEXT_K
 def short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class TrainingTask:
+    """The training half of a task: mixed into a :class:`Task` subclass that trains.
+
+    The recipe (``experiments.train``) calls these and nothing task-specific, so a new trainable task
+    (question answering, seq2seq, causal LM) is a new class here, not a branch in the training loop.
+    """
+
+    trains = True
+
+    def training_data(self, raw, tokenizer, cfg):
+        """Tokenized train/eval datasets (and what the model head needs to know about the labels)."""
+        raise NotImplementedError
+
+    def new_model(self, model_dir, cfg, data, tokenizer):
+        """The model to fine-tune: the checkpoint with this task's head (``auto_class``)."""
+        raise NotImplementedError
+
+    def collator(self, tokenizer, cfg):
+        raise NotImplementedError
+
+    def metric_function(self, cfg, data):
+        """(predictions, references) -> {metric: value} for evaluation during training."""
+        raise NotImplementedError
+
+    def eval_outputs(self, logits, labels, data):
+        """(predictions, per-example loss) of one evaluation batch."""
+        raise NotImplementedError
+
+
+def trainable_tasks() -> List[str]:
+    from experiments.tasks.registry import TASKS
+
+    return sorted(name for name, cls in TASKS.items() if cls.trains)

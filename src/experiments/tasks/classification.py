@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from experiments.errors import DataError
-from experiments.infer.base import Task, short, text_field
-from experiments.infer.labels import classification_quality
+from experiments.tasks.base import Task, TrainingTask, short, text_field
+from experiments.tasks.labels import classification_quality
 
 
 def scores_function(config) -> str:
@@ -17,7 +17,7 @@ def scores_function(config) -> str:
     return "softmax"
 
 
-class TextClassification(Task):
+class TextClassification(TrainingTask, Task):
     name = "text-classification"
     pipeline_task = "text-classification"
     auto_class = "AutoModelForSequenceClassification"
@@ -76,6 +76,39 @@ class TextClassification(Task):
 
     def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
         return classification_quality([self.top_label(o) for o in outputs], references, self.label_names)
+
+
+    # --- training ------------------------------------------------------------------------------------
+    def training_data(self, raw, tokenizer, cfg):
+        from experiments.data.prepare import build_classification_data
+
+        return build_classification_data(raw, tokenizer, cfg.dataset, cfg.tokenizer)
+
+    def new_model(self, model_dir, cfg, data, tokenizer):
+        from experiments.modeling import load_sequence_classifier
+
+        return load_sequence_classifier(model_dir, cfg.model, num_labels=data.num_labels, id2label=data.id2label,
+                                        is_regression=data.is_regression, pad_token_id=tokenizer.pad_token_id)
+
+    def collator(self, tokenizer, cfg):
+        from experiments.data.prepare import build_collator
+
+        return build_collator(tokenizer, cfg.collator, cfg.tokenizer)
+
+    def metric_function(self, cfg, data):
+        from experiments import metrics
+
+        return metrics.for_classification(cfg.dataset.metric, cfg.dataset.metric_config, data.num_labels,
+                                          data.is_regression)
+
+    def eval_outputs(self, logits, labels, data):
+        """Class ids by argmax (the top label inference reports) and the training loss per example."""
+        import torch.nn.functional as F
+
+        if data.is_regression:
+            predictions = logits.squeeze(-1)
+            return predictions, F.mse_loss(predictions, labels.float(), reduction="none")
+        return logits.argmax(-1), F.cross_entropy(logits, labels, reduction="none")
 
 
 class SentimentAnalysis(TextClassification):

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from experiments.errors import DataError, ExperimentError
-from experiments.infer.base import Task, short
+from experiments.tasks.base import Task, short
 
 
 def decode_spans(start: np.ndarray, end: np.ndarray, top_k: int, max_answer_len: int,
