@@ -203,14 +203,12 @@ def run_worker(spec_path: Path) -> int:
 
     run_dir = Path(spec["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
+    from experiments.train import train  # the same backend dispatch as `python run.py`
+
     typed = to_typed(compose(spec["overrides"], output_dir=str(run_dir)))
-    if typed.trainer.backend == "hf_trainer":
-        from experiments.train.hf_trainer import run
-    else:
-        from experiments.train.loop import run
     wall = time.perf_counter()
     with StepClock() as clock:
-        payload = run(typed, run_dir)
+        payload = train(typed, run_dir)
     wall = time.perf_counter() - wall
     final = payload.get("final", {})
     result = {

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from omegaconf import OmegaConf
 
 from experiments.errors import ExperimentError
+from experiments.train.checkpoints import resume_in_place, resume_requested  # noqa: F401  (used by cli)
 
 CONFIG_FILE = "config.yaml"
 RESUME_LOG = "resume_log.jsonl"
@@ -30,15 +31,6 @@ RESUME_FREE = ("trainer.resume", "paths.output_dir", "paths.root_dir", "logger."
                "trainer.dataloader_num_workers", "trainer.main_process_port", "trainer.main_process_ip")
 # Keys a resumed run may raise: it trains longer (the schedule stretches to the new end from here on).
 RESUME_LONGER = ("trainer.epochs", "trainer.max_steps")
-_OFF = ("false", "no", "0", "none", "null", "")
-
-
-def resume_requested(value: Optional[str]) -> bool:
-    return value is not None and str(value).strip().lower() not in _OFF
-
-
-def resume_in_place(value: Optional[str]) -> bool:
-    return str(value).strip().lower() in ("true", "yes", "1", "latest")
 
 
 def plan_single_run(overrides: List[str]) -> List[str]:

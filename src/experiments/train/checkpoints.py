@@ -19,6 +19,18 @@ from experiments.errors import ExperimentError
 log = logging.getLogger(__name__)
 
 STATE_FILE = "loop_state.json"
+_OFF = ("false", "no", "0", "none", "null", "")
+_IN_PLACE = ("true", "yes", "1", "latest")
+
+
+def resume_requested(value: Optional[str]) -> bool:
+    """``trainer.resume`` asks to continue (true/latest, or a path)."""
+    return value is not None and str(value).strip().lower() not in _OFF
+
+
+def resume_in_place(value: Optional[str]) -> bool:
+    """``trainer.resume`` continues this run's own newest checkpoint (rather than a given path)."""
+    return str(value).strip().lower() in _IN_PLACE
 _STEP = re.compile(r"step_(\d+)$")
 _HF_STEP = re.compile(r"checkpoint-(\d+)$")
 
@@ -83,9 +95,9 @@ def save(accelerator, run_dir: Path, step: int, state: Dict[str, Any], keep: int
 def find(resume: Optional[str], run_dir: Path) -> Optional[Path]:
     """The checkpoint to resume from: ``true``/``latest`` -> this run's newest whole one; a path -> that
     checkpoint (or that run's newest)."""
-    if resume is None or str(resume).lower() in ("false", "no", "0", "none", "null", ""):
+    if not resume_requested(resume):
         return None
-    if str(resume).lower() in ("true", "yes", "1", "latest"):
+    if resume_in_place(resume):
         found = checkpoint_dirs(run_dir)
         if not found:
             raise ExperimentError(f"trainer.resume=true but {run_dir}/checkpoints holds no complete checkpoint; "

@@ -112,9 +112,11 @@ def _resume_checkpoint(t, output_dir: str) -> Optional[str]:
     """``trainer.resume``: this run's newest ``checkpoint-N`` (true/latest) or the given path."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    if not t.resume or str(t.resume).lower() in ("false", "no", "0", "none", "null"):
+    from experiments.train.checkpoints import resume_in_place, resume_requested
+
+    if not resume_requested(t.resume):
         return None
-    resume = get_last_checkpoint(output_dir) if str(t.resume).lower() in ("true", "latest", "yes", "1") else t.resume
+    resume = get_last_checkpoint(output_dir) if resume_in_place(t.resume) else t.resume
     if not resume:
         raise ExperimentError(f"trainer.resume: no checkpoint in {output_dir}")
     return resume
