@@ -37,9 +37,10 @@ def main() -> None:
     # A search (hparams_search=… or another Hydra sweeper) is checked by the sweep preflight, trial values included.
     sweeper_chosen = any(o.startswith(("hparams_search=", "hydra/sweeper=")) for o in (overrides or []))
     if overrides is not None and not sweeper_chosen:
-        try:
-            check_overrides(overrides)
-            if not multirun:
+        try:  # a single run is composed and checked once, with the run dir it will write to
+            if multirun:
+                check_overrides(overrides)
+            else:
                 sys.argv += plan_single_run(overrides)
         except ExperimentError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -67,8 +68,9 @@ def run_job(cfg) -> Optional[float]:
     from experiments.config.validate import to_typed
     from experiments.errors import ExperimentError
     from experiments.interrupts import Interrupted
-    from experiments.rundir import record_resume, remove_created, resume_in_place
+    from experiments.rundir import record_resume, remove_created
     from experiments.runs import finish_run, start_run
+    from experiments.train.checkpoints import resume_in_place
 
     interrupts.current().install()
     hydra_cfg = HydraConfig.get()

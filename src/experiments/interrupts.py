@@ -27,6 +27,12 @@ class Interrupted(ExperimentError):
         self.exit_code = 128 + int(signum)
         super().__init__(message or f"interrupted by {signal_name(signum)}")
 
+    @classmethod
+    def after_checkpoint(cls, signum: int, step: int, run_dir) -> "Interrupted":
+        """The stop of a training run that has just saved a checkpoint at ``step``."""
+        return cls(signum, f"interrupted by {signal_name(signum)} at step {step}: checkpoint saved; continue "
+                           f"with trainer.resume=true hydra.run.dir={run_dir}")
+
 
 class StopRequest:
     """Installed once per process by the entry point; ``train()`` sets ``deferring`` while it runs."""
@@ -50,11 +56,6 @@ class StopRequest:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
-
-    def uninstall(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
 
     def _handle(self, signum, frame) -> None:
         if self.deferring and self.signum is None:

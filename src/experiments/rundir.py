@@ -16,9 +16,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from omegaconf import OmegaConf
 
 from experiments.errors import ExperimentError
-from experiments.train.checkpoints import resume_in_place, resume_requested  # noqa: F401  (used by cli)
+from experiments.runs import CONFIG_FILE
+from experiments.train.checkpoints import resume_in_place, resume_requested
 
-CONFIG_FILE = "config.yaml"
 RESUME_LOG = "resume_log.jsonl"
 # Set by the preflight for the Hydra job in this process: the run dir it made, if it made one.
 CREATED_ENV = "EXPERIMENTS_CREATED_RUN_DIR"
@@ -35,8 +35,11 @@ RESUME_LONGER = ("trainer.epochs", "trainer.max_steps")
 
 def plan_single_run(overrides: List[str]) -> List[str]:
     """Check the run dir of a single run; return the overrides that pin it for Hydra."""
+    from experiments import secrets
     from experiments.config.validate import compose_with_hydra, to_typed
 
+    for override in overrides:  # hydra.* overrides too: Hydra writes every override to .hydra/
+        secrets.check_override(override)
     cfg, hydra_cfg = compose_with_hydra(overrides)
     run_dir = Path(str(hydra_cfg.run.dir))
     typed = to_typed(cfg)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, List
 
 SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|token|secret|secret[_-]?key|password|passwd|credentials?|auth)$",
                         re.IGNORECASE)
@@ -32,30 +32,35 @@ def is_secret_value(value: Any) -> bool:
     return bool(_TOKEN_SHAPES.search(value)) or any(secret in value for secret in _env_secrets())
 
 
-def find(value: Any, prefix: str = "") -> Iterator[Tuple[str, str]]:
-    """(dotted key, why) for every secret in a nested dict/list (a config container)."""
+def find(value: Any, prefix: str = "") -> Iterator[str]:
+    """The dotted key of every secret in a nested dict/list (a config container)."""
     if isinstance(value, dict):
         for key, item in value.items():
             name = f"{prefix}{key}"
             if is_secret_key(key) and item not in (None, "", MASK):
-                yield name, "secret-looking key"
+                yield name
             else:
                 yield from find(item, f"{name}.")
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             yield from find(item, f"{prefix}{index}.")
     elif is_secret_value(value):
-        yield prefix.rstrip("."), "secret-looking value"
+        yield prefix.rstrip(".")
+
+
+def refusal(key: str):
+    """The one-line error for a secret found at ``key`` (the value itself is never shown)."""
+    from experiments.errors import ExperimentError
+
+    return ExperimentError(f"'{key}' looks like a secret: secrets are never put in the config (it is written to "
+                           f"the run dir and sent to trackers); {ENV_HINT}")
 
 
 def check_override(override: str) -> None:
     """Refuse a command-line override that carries a secret (Hydra would write it to .hydra/)."""
-    from experiments.errors import ExperimentError
-
     key, _, value = override.partition("=")
     if (is_secret_key(key) and value not in ("", "null", MASK)) or is_secret_value(value):
-        raise ExperimentError(f"'{key.lstrip('+~')}' looks like a secret: secrets are never put in the config "
-                              f"(it is written to the run dir and sent to trackers); {ENV_HINT}")
+        raise refusal(key.lstrip("+~"))
 
 
 def scrub(value: Any) -> Any:

@@ -256,9 +256,10 @@ def wandb_run_id(run_dir: Path) -> str:
         return path.read_text().strip()
     from wandb.sdk.lib.runid import generate_id
 
+    run_id = generate_id()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(generate_id() + "\n")
-    return path.read_text().strip()
+    path.write_text(run_id + "\n")
+    return run_id
 
 
 def _start_error(name: str, exc: Exception) -> Exception:

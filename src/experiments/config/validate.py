@@ -7,7 +7,7 @@ import typing
 from pathlib import Path
 from typing import Any, Iterable, List, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.config import schema
 from experiments.errors import ExperimentError
@@ -51,13 +51,11 @@ def check_no_secrets(cfg: DictConfig) -> None:
 
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
-    except Exception as exc:  # interpolation errors are reported by to_typed with their key
-        del exc
+    except Exception:  # interpolation errors are reported by to_typed with their key
         return
     container.pop("hydra", None)
-    for key, _why in secrets.find(container):
-        raise ExperimentError(f"'{key}' looks like a secret: secrets are never put in the config (it is written "
-                              f"to the run dir and sent to trackers); {secrets.ENV_HINT}")
+    for key in secrets.find(container):
+        raise secrets.refusal(key)
 
 
 def _schema_fields(dotted: str) -> Optional[List[str]]:
@@ -146,23 +144,21 @@ def conf_dir() -> Path:
 
 def compose(overrides: Iterable[str], output_dir: str = "<preflight>") -> DictConfig:
     """Compose ``conf/config.yaml`` with ``overrides`` outside of a Hydra run (no run dir is made)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    schema.register()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    GlobalHydra.instance().clear()
-    OmegaConf.set_struct(cfg, False)
-    cfg.paths.output_dir = output_dir
-    OmegaConf.set_struct(cfg, True)
+    cfg = compose_full(overrides, with_hydra=False)
+    _set_output_dir(cfg, output_dir)
     return cfg
 
 
-def compose_full(overrides: Iterable[str]) -> DictConfig:
-    """The config with its ``hydra`` node (run/sweep dir, sweeper, launcher), composed without running."""
+def _set_output_dir(cfg: DictConfig, output_dir: str) -> None:
+    """``paths.output_dir`` is ``${hydra:runtime.output_dir}``, which resolves only inside a Hydra run."""
+    OmegaConf.set_struct(cfg, False)
+    cfg.paths.output_dir = output_dir
+    OmegaConf.set_struct(cfg, True)
+
+
+def compose_full(overrides: Iterable[str], with_hydra: bool = True) -> DictConfig:
+    """The config (with its ``hydra`` node: run/sweep dir, sweeper, launcher), composed without running;
+    a composition error is one line."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -171,7 +167,7 @@ def compose_full(overrides: Iterable[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+            return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=with_hydra)
     except ExperimentError:
         raise
     except Exception as exc:
@@ -184,11 +180,9 @@ def compose_with_hydra(overrides: Iterable[str]):
     """(config, hydra config) of a single run, as Hydra would compose it, without making a run dir."""
     cfg = compose_full(overrides)
     hydra_cfg = cfg.hydra
-    OmegaConf.set_struct(cfg, False)
-    run_dir = str(hydra_cfg.run.dir)
-    del cfg["hydra"]
-    cfg.paths.output_dir = run_dir
-    OmegaConf.set_struct(cfg, True)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    _set_output_dir(cfg, str(hydra_cfg.run.dir))
     return cfg, hydra_cfg
 
 
@@ -200,13 +194,7 @@ def check_overrides(overrides: List[str]) -> None:
         secrets.check_override(override)
     jobs = expand_sweep(overrides)
     for job in jobs:
-        try:
-            cfg = compose(job)
-        except ExperimentError:
-            raise
-        except Exception as exc:
-            raise ExperimentError(describe(exc)) from None
-        to_typed(cfg)
+        to_typed(compose(job))
 
 
 def expand_sweep(overrides: List[str]) -> List[List[str]]:

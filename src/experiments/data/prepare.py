@@ -24,8 +24,22 @@ class ClassificationData:
         return {i: n for i, n in enumerate(self.label_names or ["score"])}
 
 
-def _first_row(values: List, bad) -> int:
-    return next(i for i, v in enumerate(values) if bad(v))
+def _first_bad(values: List, bad) -> Optional[int]:
+    """The first row whose value ``bad`` rejects, or None."""
+    return next((i for i, v in enumerate(values) if bad(v)), None)
+
+
+def _empty(value) -> bool:
+    import math
+
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def _check_ids(ids: List[int], names: List[str], where: str, classes: str) -> None:
+    """Every id names one of ``names`` (``classes`` says where those come from)."""
+    row = _first_bad(ids, lambda v: not 0 <= v < len(names))
+    if row is not None:
+        raise DataError(f"{where}, row {row}: label {ids[row]} is outside {classes}")
 
 
 def _encode_labels(split, cfg: DatasetConfig, label_names: Optional[List[str]], split_name: str,
@@ -33,8 +47,6 @@ def _encode_labels(split, cfg: DatasetConfig, label_names: Optional[List[str]], 
     """Labels -> class ids (a ClassLabel column) checked row by row, so a bad label stops the run before
     training with the split, row and value: ``label_names`` (given, or the train split's) decide the
     classes; string labels map by name; integer labels must be ids 0..N-1."""
-    import math
-
     from datasets import ClassLabel
 
     column = cfg.label_column
@@ -42,30 +54,25 @@ def _encode_labels(split, cfg: DatasetConfig, label_names: Optional[List[str]], 
     where = f"split '{split_name}', column '{column}'"
     if isinstance(split.features[column], ClassLabel):
         names = list(split.features[column].names)
-        if not all(0 <= v < len(names) for v in values):
-            row = _first_row(values, lambda v: not 0 <= v < len(names))
-            raise DataError(f"{where}, row {row}: label {values[row]} is outside the {len(names)} classes {names[:8]}")
+        _check_ids(values, names, where, f"the {len(names)} classes {names[:8]}")
         return split, names
-    if any(v is None or (isinstance(v, float) and math.isnan(v)) or v == "" for v in values):
-        row = _first_row(values, lambda v: v is None or (isinstance(v, float) and math.isnan(v)) or v == "")
+    row = _first_bad(values, _empty)
+    if row is not None:
         raise DataError(f"{where}, row {row}: empty label; fill it in or drop the row")
     if cfg.problem_type == "regression":
         return _regression_labels(split, column, values, where), None
     if all(isinstance(v, str) for v in values):
         names = list(label_names) if label_names else sorted(set(values))
         known = set(names)
-        if not known.issuperset(values):
-            row = _first_row(values, lambda v: v not in known)
+        row = _first_bad(values, lambda v: v not in known)
+        if row is not None:
             source = source if label_names else "the labels of the train split"
             raise DataError(f"{where}, row {row}: label {values[row]!r} is not one of {source} {names}")
         return split.cast_column(column, ClassLabel(names=names)), names
     ids = _integer_ids(values, where)
     names = list(label_names) if label_names else _names_from_ids(ids, where)
-    if not all(0 <= v < len(names) for v in ids):
-        row = _first_row(ids, lambda v: not 0 <= v < len(names))
-        source = f"{source} ({len(names)} classes: {names[:8]})" if label_names else \
-            f"the train split's classes 0..{len(names) - 1}"
-        raise DataError(f"{where}, row {row}: label {ids[row]} is outside {source}")
+    _check_ids(ids, names, where, f"{source} ({len(names)} classes: {names[:8]})" if label_names
+               else f"the train split's classes 0..{len(names) - 1}")
     split = split.map(lambda b: {column: [int(v) for v in b[column]]}, batched=True)
     return split.cast_column(column, ClassLabel(names=names)), names
 
@@ -80,22 +87,27 @@ def _regression_labels(split, column: str, values: List, where: str):
         except (TypeError, ValueError):
             return True
 
-    if any(not_number(v) for v in values):
-        row = _first_row(values, not_number)
+    row = _first_bad(values, not_number)
+    if row is not None:
         raise DataError(f"{where}, row {row}: label {values[row]!r} is not a number (problem_type=regression)")
-    floats = [float(v) for v in values]
-    if not all(math.isfinite(v) for v in floats):
-        row = _first_row(floats, lambda v: not math.isfinite(v))
+    row = _first_bad(values, lambda v: not math.isfinite(float(v)))
+    if row is not None:
         raise DataError(f"{where}, row {row}: label {values[row]} is not a finite number")
     return split.map(lambda b: {column: [float(x) for x in b[column]]}, batched=True)
 
 
 def _integer_ids(values: List, where: str) -> List[int]:
-    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v)]
-    if bad:
-        row = values.index(bad[0])
-        raise DataError(f"{where}, row {row}: label {bad[0]!r} is not a class id or name (integer ids 0..N-1 or "
-                        f"strings; for numeric targets set dataset.problem_type=regression)")
+    import math
+
+    def not_id(value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return True
+        return not math.isfinite(value) or float(value) != int(value)
+
+    row = _first_bad(values, not_id)
+    if row is not None:
+        raise DataError(f"{where}, row {row}: label {values[row]!r} is not a class id or name (integer ids 0..N-1 "
+                        f"or strings; for numeric targets set dataset.problem_type=regression)")
     return [int(v) for v in values]
 
 

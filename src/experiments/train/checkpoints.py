@@ -19,6 +19,8 @@ from experiments.errors import ExperimentError
 log = logging.getLogger(__name__)
 
 STATE_FILE = "loop_state.json"
+_STEP = re.compile(r"step_(\d+)$")
+_HF_STEP = re.compile(r"checkpoint-(\d+)$")
 _OFF = ("false", "no", "0", "none", "null", "")
 _IN_PLACE = ("true", "yes", "1", "latest")
 
@@ -31,8 +33,6 @@ def resume_requested(value: Optional[str]) -> bool:
 def resume_in_place(value: Optional[str]) -> bool:
     """``trainer.resume`` continues this run's own newest checkpoint (rather than a given path)."""
     return str(value).strip().lower() in _IN_PLACE
-_STEP = re.compile(r"step_(\d+)$")
-_HF_STEP = re.compile(r"checkpoint-(\d+)$")
 
 
 def _files(directory: Path) -> Dict[str, int]:
@@ -98,14 +98,13 @@ def find(resume: Optional[str], run_dir: Path) -> Optional[Path]:
     if not resume_requested(resume):
         return None
     if resume_in_place(resume):
-        found = checkpoint_dirs(run_dir)
-        if not found:
-            raise ExperimentError(f"trainer.resume=true but {run_dir}/checkpoints holds no complete checkpoint; "
-                                  f"rerun in the same directory (hydra.run.dir=<run dir>) or pass a checkpoint path")
-        for broken in checkpoint_dirs(run_dir, whole_only=False):
-            if broken not in found and int(_STEP.search(broken.name).group(1)) > int(_STEP.search(found[-1].name).group(1)):
-                log.warning("skipping %s: %s", broken, problem(broken))
-        return found[-1]
+        for candidate in reversed(checkpoint_dirs(run_dir, whole_only=False)):  # newest first
+            why = problem(candidate)
+            if why is None:
+                return candidate
+            log.warning("skipping %s: %s", candidate, why)
+        raise ExperimentError(f"trainer.resume=true but {run_dir}/checkpoints holds no complete checkpoint; "
+                              f"rerun in the same directory (hydra.run.dir=<run dir>) or pass a checkpoint path")
     path = Path(resume).expanduser()
     if (path / STATE_FILE).exists() or _STEP.search(path.name):
         why = problem(path) if path.is_dir() else "it does not exist"

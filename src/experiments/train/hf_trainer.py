@@ -18,6 +18,7 @@ from experiments.train.common import (
     best_metric_key,
     build_experiment,
     hydra_overrides,
+    is_better,
     reset_accelerate_state,
     resolve_mixed_precision,
     run_name,
@@ -183,9 +184,7 @@ def _train(trainer, resume: Optional[str], run_dir: Path):
     finally:
         _close_progress_bars(trainer)  # an error line must be the last line on the console
     if stop.requested:
-        raise Interrupted(stop.signum, f"interrupted by {interrupts.signal_name(stop.signum)} at step "
-                                       f"{result.global_step}: checkpoint saved; continue with "
-                                       f"trainer.resume=true hydra.run.dir={run_dir}")
+        raise Interrupted.after_checkpoint(stop.signum, result.global_step, run_dir)
     return result
 
 
@@ -202,9 +201,10 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
         trainer.evaluate()
     final = {k: v for k, v in history[-1].items() if k.startswith("eval_")} if history else {}
     key = best_metric_key(cfg, final)
-    scored = [h for h in history if key in h and math.isfinite(h[key])]
-    best = (max if t.greater_is_better and key != "eval_loss" else min)(scored, key=lambda h: h[key]) \
-        if scored else None
+    best = None
+    for row in history:  # the same rule as our loop's best/ (finite values only, first of equals)
+        if key in row and is_better(cfg, key, row[key], best[key] if best else None):
+            best = row
     final.update({
         "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
         "train_runtime_s": float(result.metrics.get("train_runtime", wall)),

@@ -68,11 +68,12 @@ def launch_workers(cfg, run_dir: Path) -> Dict[str, Any]:
     error_file = run_dir / f".error-{os.getpid()}.txt"  # this invocation's: an earlier attempt's never counts
     env[ERROR_FILE_ENV] = str(error_file)
     returncode, signum = _wait_forwarding_signals(cmd, env, run_dir / "launch.log", error_file)
-    detail = error_file.read_text().strip() if error_file.exists() else f"see {run_dir}/launch.log"
+    message = error_file.read_text().strip() if error_file.exists() else None
     error_file.unlink(missing_ok=True)
     if signum is not None:
-        raise Interrupted(signum, detail if not detail.startswith("see ") else "")
+        raise Interrupted(signum, message or "")
     if returncode != 0:
+        detail = message or f"see {run_dir}/launch.log"
         error = ExperimentError(f"{cfg.trainer.num_processes}-process run failed (exit {returncode}): {detail}")
         error.exit_code = returncode if returncode in (2, 3) else 1  # bad input / diverged, as in one process
         raise error
@@ -82,7 +83,8 @@ def launch_workers(cfg, run_dir: Path) -> Dict[str, Any]:
 def _wait_forwarding_signals(cmd: List[str], env: Dict[str, str], log_path: Path, error_file: Path):
     """Run the launcher in its own session and pass Ctrl-C / SIGTERM on as one SIGTERM, which torch's
     launcher hands to every rank: each rank checkpoints at the next step and stops (no rank is killed
-    mid-write). Returns (exit code, the signal received or None)."""
+    mid-write). Signals are recorded, not raised, while ``train()`` runs (it sets the deferral).
+    Returns (exit code, the signal received or None)."""
     import signal
     import threading
 
@@ -92,7 +94,6 @@ def _wait_forwarding_signals(cmd: List[str], env: Dict[str, str], log_path: Path
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
     relay = threading.Thread(target=_relay_stderr, args=(proc, log_path, error_file), daemon=True)
     relay.start()
-    was_deferring, stop.deferring = stop.deferring, True
     forwarded = False
     try:
         while True:
@@ -105,7 +106,6 @@ def _wait_forwarding_signals(cmd: List[str], env: Dict[str, str], log_path: Path
                     proc.send_signal(signal.SIGTERM)
                     forwarded = True
     finally:
-        stop.deferring = was_deferring
         if proc.poll() is None:  # a second signal: stop now
             proc.kill()
 

@@ -315,10 +315,8 @@ class Recipe:
             asked = self.accelerator.reduce(torch.tensor(asked, device=self.accelerator.device), "sum").item()
         if asked:
             self.checkpoint()
-            signum = stop.signum or signal.SIGTERM
-            raise Interrupted(signum, f"interrupted by {interrupts.signal_name(signum)} at step "
-                                      f"{self.state['global_step']}: checkpoint saved; continue with "
-                                      f"trainer.resume=true hydra.run.dir={self.run_dir}")
+            # every rank stops; a rank that got no signal itself reports the one its launcher forwarded
+            raise Interrupted.after_checkpoint(stop.signum or signal.SIGTERM, self.state["global_step"], self.run_dir)
 
     # -- the run's record -------------------------------------------------------------------------
     def save_metrics(self, final: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
