@@ -45,3 +45,11 @@ def minilm_dir() -> Path:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, minilm_dir):
+    """Tiny random checkpoints (tests/tiny_models.py) for the tasks no offline model covers."""
+    from tiny_models import build_all
+
+    return build_all(tmp_path_factory.mktemp("tiny-models"), minilm_dir)

@@ -43,26 +43,83 @@ def load_tokenizer(model_dir: Path, tok_cfg: TokenizerConfig, model_cfg: ModelCo
     return tokenizer
 
 
+def load_config(model_dir: Path, model_cfg: ModelConfig):
+    """The checkpoint's config (from config.json, or the GGUF file's metadata)."""
+    from transformers import AutoConfig
+
+    kwargs = {"gguf_file": model_cfg.gguf_file} if model_cfg.gguf_file else {}
+    try:
+        return AutoConfig.from_pretrained(str(model_dir), trust_remote_code=model_cfg.trust_remote_code, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ExperimentError(f"cannot read the model config in {model_dir}: {str(exc).splitlines()[0][:200]}") \
+            from None
+
+
 def load_sequence_classifier(model_dir: Path, model_cfg: ModelConfig, *, num_labels: int,
                              id2label: Dict[int, str], is_regression: bool, pad_token_id: Optional[int] = None):
-    """AutoModelForSequenceClassification with the dataset's labels (a new head if the checkpoint has none)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    """AutoModelForSequenceClassification with the dataset's labels (a new head if the checkpoint has none);
+    returns (model, names of the weights the checkpoint lacked)."""
+    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(
-        str(model_dir), num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()},
+        str(model_dir), **({"gguf_file": model_cfg.gguf_file} if model_cfg.gguf_file else {}),
+        num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()},
         problem_type="regression" if is_regression else "single_label_classification",
         trust_remote_code=model_cfg.trust_remote_code, **dict(model_cfg.config_overrides),
     )
     if getattr(config, "pad_token_id", None) is None and pad_token_id is not None:
         config.pad_token_id = pad_token_id
+    return load_for_training(model_dir, model_cfg, "AutoModelForSequenceClassification", "sequence-classification",
+                             {"config": config, "ignore_mismatched_sizes": True})
+
+
+def load_for_training(model_dir: Path, model_cfg: ModelConfig, auto_class: str, head: str,
+                      config_kwargs: Optional[Dict] = None):
+    """``auto_class.from_pretrained`` for fine-tuning (safetensors or the configured GGUF file); returns
+    (model, names of the weights the checkpoint lacked).
+
+    Head weights the checkpoint lacks are initialised at random (said in the log); with
+    ``model.allow_new_head=false`` that stops the run instead, naming the missing weights."""
+    import transformers
+
+    from experiments.errors import ExperimentError
+
+    cls = getattr(transformers, auto_class)
+    kwargs = dict(dtype=torch_dtype(model_cfg.dtype), trust_remote_code=model_cfg.trust_remote_code,
+                  output_loading_info=True, **(config_kwargs or {}))
+    if "config" not in kwargs:  # config attributes set on load (e.g. {hidden_dropout_prob: 0.0})
+        kwargs.update(dict(model_cfg.config_overrides))
+    if model_cfg.gguf_file:
+        kwargs["gguf_file"] = model_cfg.gguf_file
+    else:
+        kwargs["use_safetensors"] = True
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            str(model_dir), config=config, dtype=torch_dtype(model_cfg.dtype), use_safetensors=True,
-            trust_remote_code=model_cfg.trust_remote_code, ignore_mismatched_sizes=True,
-            **({"gguf_file": model_cfg.gguf_file} if model_cfg.gguf_file else {}),
-        )
-    except (OSError, ValueError) as exc:
-        raise ExperimentError(f"cannot load a model from {model_dir}: {str(exc).splitlines()[0][:200]}") from None
+        model, info = cls.from_pretrained(str(model_dir), **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ExperimentError(f"cannot load a {head} model ({auto_class}) from {model_dir}: "
+                              f"{str(exc).splitlines()[0][:200]}") from None
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        if not model_cfg.allow_new_head:
+            raise ExperimentError(f"{model_cfg.name_or_path} has no trained {head} head ({len(missing)} weights "
+                                  f"missing, e.g. {missing[0]}) and model.allow_new_head=false; choose a "
+                                  f"checkpoint with that head or set model.allow_new_head=true")
+        log.info("new %s head (randomly initialised): %s", head, ", ".join(missing[:4]))
+    if model_cfg.gguf_file:
+        _detach_gguf(model)
+    return model, missing
+
+
+def _detach_gguf(model) -> None:
+    """A GGUF checkpoint is dequantized to ordinary float weights on load; transformers still marks the
+    model as "quantized with gguf" and refuses to save it. Drop that mark so the fine-tuned model saves as
+    safetensors that plain ``from_pretrained(dir)`` loads."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if not getattr(model.config, "architectures", None):
+        model.config.architectures = [type(model).__name__]
 
 
 def save_pretrained(model, tokenizer, directory: Path) -> None:

@@ -20,6 +20,14 @@ SPEED_KEYS = ("eval_runtime_s", "eval_samples_per_second", "train_samples_per_se
               "train_flops_per_second", "global_step", "epochs")
 
 
+# Metrics where lower is better whatever trainer.greater_is_better says (the loss, and perplexity = exp(loss)).
+LOWER_IS_BETTER = ("eval_loss", "eval_perplexity")
+
+
+def higher_is_better(key: str, greater_is_better: bool = True) -> bool:
+    return greater_is_better and key not in LOWER_IS_BETTER
+
+
 def is_quality_metric(key: str) -> bool:
     return key not in SPEED_KEYS
 
@@ -61,6 +69,10 @@ class RunRecord:
     mixed_precision: Optional[str] = None
     resumed_from: Optional[str] = None
     distributed_type: Optional[str] = None
+    task: Optional[str] = None  # train: the task trained (task.name)
+    peft: Optional[str] = None  # train: none | lora
+    trainable_params: Optional[int] = None  # train: parameters the optimizer updates
+    total_params: Optional[int] = None
     environment: Dict[str, Any] = field(default_factory=dict)  # device, processes, threads, versions
     details: Dict[str, Any] = field(default_factory=dict)  # mode-specific (inference: task, tokens, …)
     schema_version: int = SCHEMA_VERSION

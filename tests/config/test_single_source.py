@@ -19,6 +19,7 @@ DEFAULT_OPTIONS = {
     "logger/csv.yaml": schema.LoggerConfig,
     "inference/default.yaml": schema.InferenceConfig,
     "task/text-classification.yaml": schema.TaskConfig,
+    "peft/none.yaml": schema.PeftConfig,
 }
 
 

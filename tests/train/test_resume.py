@@ -26,11 +26,14 @@ def _start(run_dir, *extra):
                             env=dict(os.environ))
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
-    reference = _start(tmp_path / "reference")
+@pytest.mark.parametrize("peft", ["none", "lora"])
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, peft):
+    """Full fine-tuning, and LoRA (adapter weights, their dropout RNG and the new head's optimizer state)."""
+    peft_overrides = ["peft=lora", "trainer.lr=1e-3"] if peft == "lora" else []
+    reference = _start(tmp_path / "reference", *peft_overrides)
     assert reference.wait(timeout=600) == 0, reference.stderr.read()[-2000:]
 
-    killed = _start(tmp_path / "killed")
+    killed = _start(tmp_path / "killed", *peft_overrides)
     target = tmp_path / "killed" / "checkpoints" / "step_8" / "loop_state.json"
     deadline = time.time() + 600
     while not target.exists() and killed.poll() is None and time.time() < deadline:
@@ -42,12 +45,12 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
         if (tmp_path / "killed" / "metrics.json").exists() else {"final": {}}
     assert not partial["final"], "the run had already finished"
 
-    resumed = _start(tmp_path / "killed", "trainer.resume=true")
+    resumed = _start(tmp_path / "killed", *peft_overrides, "trainer.resume=true")
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-2000:]
 
     ref = json.loads((tmp_path / "reference" / "metrics.json").read_text())
     res = json.loads((tmp_path / "killed" / "metrics.json").read_text())
-    assert res["resumed_from"] and "step_" in res["resumed_from"]
+    assert res["resumed_from"] and "step_" in res["resumed_from"] and res["peft"] == peft
     assert int(res["resumed_from"].rsplit("_", 1)[1]) < 24
     for key in ("eval_loss", "eval_accuracy", "eval_f1_macro", "train_loss"):
         assert res["final"][key] == pytest.approx(ref["final"][key], rel=1e-5, abs=1e-6), key

@@ -78,6 +78,8 @@ class ModelConfig:
     dtype: str = "float32"  # weights dtype when loading (float32 | bfloat16 | float16 | auto)
     trust_remote_code: bool = False
     config_overrides: Dict[str, Any] = field(default_factory=dict)  # e.g. {hidden_dropout_prob: 0.0}
+    # mode=train: a checkpoint without the task's head gets a new, randomly initialised one (false: stop)
+    allow_new_head: bool = True
 
     def __post_init__(self) -> None:
         _one_of("model.dtype", self.dtype, ("float32", "bfloat16", "float16", "auto"))
@@ -121,6 +123,8 @@ class DatasetConfig:
     test_split: Optional[str] = None
     validation_fraction: float = 0.2  # carve eval from train when the source has no eval split
     split_seed: int = 42
+    split_by: Optional[str] = None  # carve eval by groups of this column (e.g. title: no article in both)
+    response_column: Optional[str] = None  # text-generation: prompt (text_column) -> response; None: raw text
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     metric: str = "accuracy"  # local evaluate module name
@@ -190,6 +194,8 @@ class TrainerConfig:
     metric_for_best: Optional[str] = None  # None: the dataset metric's first key
     greater_is_better: bool = True
     save_model: bool = True  # write best/ and last/ save_pretrained folders
+    eval_before_training: bool = False  # evaluate the untrained model first (step 0: the baseline)
+    eval_generate_samples: Optional[int] = 64  # generation tasks: eval examples generated per evaluation (None: all)
 
     def __post_init__(self) -> None:
         _one_of("trainer.backend", self.backend, TRAINER_BACKENDS)
@@ -206,12 +212,35 @@ class TrainerConfig:
         for key in ("per_device_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
                     "num_processes", "num_machines", "log_every_n_steps", "save_total_limit"):
             _positive(f"trainer.{key}", getattr(self, key), allow_none=False)
-        for key in ("eval_steps", "save_steps", "limit_train_batches", "limit_eval_batches"):
+        for key in ("eval_steps", "save_steps", "limit_train_batches", "limit_eval_batches", "eval_generate_samples"):
             _positive(f"trainer.{key}", getattr(self, key))
         _positive("trainer.max_grad_norm", self.max_grad_norm, allow_zero=True, allow_none=False)
         _positive("trainer.dataloader_num_workers", self.dataloader_num_workers, allow_zero=True, allow_none=False)
         if not 0 <= self.machine_rank < self.num_machines:
             raise ConfigValueError("trainer.machine_rank", f"must be in [0, {self.num_machines}), got {self.machine_rank}")
+
+
+PEFT_METHODS = ("none", "lora")
+
+
+@dataclass
+class PeftConfig:
+    """Parameter-efficient fine-tuning with the peft library (``none``: every weight trains)."""
+
+    name: str = "none"
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: Optional[Any] = None  # list of module names, "all-linear", or None: peft's per-architecture default
+    modules_to_save: Optional[List[str]] = None  # None: the task's new head (peft's default for the task type)
+    merge: bool = True  # best/ and last/ hold the merged model (adapter in <dir>/adapter); false: the adapter only
+
+    def __post_init__(self) -> None:
+        _one_of("peft.name", self.name, PEFT_METHODS)
+        _positive("peft.r", self.r, allow_none=False)
+        _positive("peft.alpha", self.alpha, allow_none=False)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigValueError("peft.dropout", f"must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -336,6 +365,7 @@ class ExperimentConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     collator: CollatorConfig = field(default_factory=CollatorConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    peft: PeftConfig = field(default_factory=PeftConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     task: TaskConfig = field(default_factory=TaskConfig)

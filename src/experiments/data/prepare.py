@@ -1,4 +1,5 @@
-"""Raw splits -> tokenized train/eval datasets, labels and a collator for sequence classification."""
+"""Raw splits -> train/eval splits (every task), and tokenized datasets, labels and a collator for
+sequence classification (the other tasks' features: experiments.data.qa and experiments.data.lm)."""
 from __future__ import annotations
 
 import logging
@@ -145,6 +146,52 @@ def _hold_out(train, cfg: DatasetConfig, names: Optional[List[str]]):
     parts = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.split_seed,
                                    stratify_by_column=stratify)
     return parts["train"], parts["test"]
+
+
+def _hold_out_groups(train, cfg: DatasetConfig):
+    """Carve eval from train by whole groups of ``dataset.split_by`` (e.g. articles): no group in both."""
+    import random
+
+    groups = sorted(set(train[cfg.split_by]), key=str)
+    if len(groups) < 2:
+        raise DataError(f"dataset.split_by={cfg.split_by}: the train split has {len(groups)} group(s); "
+                        f"need at least 2 to hold some out")
+    random.Random(cfg.split_seed).shuffle(groups)
+    held = set(groups[: max(1, round(len(groups) * cfg.validation_fraction))])
+    column = train[cfg.split_by]
+    eval_rows = [i for i, g in enumerate(column) if g in held]
+    train_rows = [i for i, g in enumerate(column) if g not in held]
+    log.info("%s: held out %d of %d %s groups (%d rows) for eval", cfg.name, len(held), len(groups), cfg.split_by,
+             len(eval_rows))
+    return train.select(train_rows), train.select(eval_rows)
+
+
+def select_text_splits(raw, cfg: DatasetConfig, columns: List[str]):
+    """(train, eval) raw splits for tasks without class labels: the configured splits, or eval carved out of
+    train (by ``dataset.split_by`` groups when set, else at random); then ``max_*_samples``."""
+    if cfg.train_split not in raw:
+        raise DataError(f"dataset '{cfg.name}' has no split '{cfg.train_split}' (splits: {', '.join(raw)})")
+    train = raw[cfg.train_split]
+    needed = [c for c in columns + ([cfg.split_by] if cfg.split_by else []) if c]
+    for name, split in ((cfg.train_split, train), (cfg.eval_split, raw.get(cfg.eval_split) if cfg.eval_split else None)):
+        missing = [c for c in needed if split is not None and c not in split.column_names]
+        if missing:
+            raise DataError(f"split '{name}' has no column(s) {missing} (columns: {', '.join(split.column_names)}); "
+                            f"set dataset.text_column / dataset.label_column")
+    if cfg.eval_split and cfg.eval_split in raw and cfg.eval_split != cfg.train_split:
+        evaluation = raw[cfg.eval_split]
+    elif cfg.eval_split and cfg.eval_split not in ("validation",) and cfg.eval_split not in raw:
+        raise DataError(f"dataset '{cfg.name}' has no split '{cfg.eval_split}' (splits: {', '.join(raw)})")
+    elif cfg.split_by:
+        train, evaluation = _hold_out_groups(train, cfg)
+    else:
+        parts = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.split_seed)
+        train, evaluation = parts["train"], parts["test"]
+    if cfg.max_train_samples:
+        train = train.shuffle(seed=cfg.split_seed).select(range(min(cfg.max_train_samples, len(train))))
+    if cfg.max_eval_samples:
+        evaluation = evaluation.select(range(min(cfg.max_eval_samples, len(evaluation))))
+    return train, evaluation
 
 
 def select_splits(raw, cfg: DatasetConfig):

@@ -81,9 +81,9 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
     write_predictions(run_dir / PREDICTIONS_FILE, items, run.outputs)
     record = RunRecord(
         mode="infer", model=cfg.model.name_or_path, backend=inference.path, dataset=cfg.dataset.name,
-        model_source=task.ctx.extra.get("model_source", ""), final=final,
+        model_source=task.ctx.extra.get("model_source", ""), final=final, task=task.name,
         environment={**environment(1), "device": str(device)},
-        details={"task": task.name, "path": inference.path,
+        details={"path": inference.path,
                  "implementation": "pipeline" if use_pipeline else "manual", "method": task.method_name(),
                  "model_name": cfg.model.name, "inputs": source, "num_items": len(items),
                  "num_batches": len(batches), "batch_size": inference.batch_size,

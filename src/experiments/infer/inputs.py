@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -65,6 +66,10 @@ def _item(task: Task, index: int, row: Any, text_column: Optional[str], referenc
     return Item(str(index), row)
 
 
+def _log_kept(kept: int, total: int) -> None:
+    log.info("the first %d of %d inputs (inference.max_samples=%d; null: all of them)", kept, total, kept)
+
+
 def from_dataset(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optional[List[str]], str]:
     """Items of ``inference.split`` (default: dataset.eval_split) and the dataset's label names."""
     from datasets import ClassLabel
@@ -82,8 +87,9 @@ def from_dataset(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optiona
         else:
             raise DataError(f"dataset '{data_cfg.name}' has no split '{split}' (splits: {', '.join(raw)})")
     rows = raw[split]
-    if cfg.inference.max_samples:
-        rows = rows.select(range(min(cfg.inference.max_samples, len(rows))))
+    if cfg.inference.max_samples and len(rows) > cfg.inference.max_samples:
+        _log_kept(cfg.inference.max_samples, len(rows))
+        rows = rows.select(range(cfg.inference.max_samples))
     feature = rows.features.get(data_cfg.label_column)
     names = list(feature.names) if isinstance(feature, ClassLabel) else (list(data_cfg.label_names or []) or None)
     items = []
@@ -98,15 +104,43 @@ def from_dataset(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optiona
     return items, names, f"dataset {data_cfg.name}:{split}"
 
 
+def example_inputs(task_name: str) -> Optional[List[Any]]:
+    """The example inputs ``conf/inference/<task>.yaml`` gives ``mode=infer task=<task>`` (None: it gives none)."""
+    from omegaconf import OmegaConf
+
+    from experiments.config.validate import conf_dir
+
+    path = conf_dir() / "inference" / f"{task_name}.yaml"
+    inputs = OmegaConf.load(path).get("inputs") if path.is_file() else None
+    return None if inputs is None else list(OmegaConf.to_container(inputs))
+
+
+def _drop_examples(cfg: ExperimentConfig) -> Tuple[InferenceConfig, bool]:
+    """``cfg.inference``, and whether its inputs are the task's example inputs. The examples are the source of
+    last resort: an input file or a dataset split given as well is used instead of them (not an error)."""
+    inference = cfg.inference
+    if inference.inputs is None or list(inference.inputs) != example_inputs(cfg.task.name):
+        return inference, False
+    given = [k for k in ("input_file", "split") if getattr(inference, k) is not None]
+    if not given:
+        return inference, True
+    log.info("inference.%s is given: the example inputs of task %s are not used", given[0], cfg.task.name)
+    return dataclasses.replace(inference, inputs=None), False
+
+
 def load_items(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optional[List[str]], str]:
     """(items, dataset label names or None, a description of the source); every input checked."""
-    inference = cfg.inference
+    inference, examples = _drop_examples(cfg)
     names: Optional[List[str]] = None
     check_sources(inference)
     if inference.inputs is not None:
         rows = list(inference.inputs)
         items = [_item(task, i, r, inference.text_column, inference.reference_column) for i, r in enumerate(rows)]
         source = "command line"
+        if examples:
+            source = f"conf/inference/{cfg.task.name}.yaml (the task's example inputs)"
+            log.info("task %s runs its example inputs: inference.inputs=[...] or inference.input_file=... replaces "
+                     "them, inference.inputs=null reads dataset %s instead", cfg.task.name, cfg.dataset.name)
     elif inference.input_file is not None:
         path = Path(inference.input_file).expanduser()
         if not path.is_absolute():
@@ -116,7 +150,8 @@ def load_items(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optional[
         source = f"file {path}"
     else:
         items, names, source = from_dataset(task, cfg)
-    if inference.max_samples:
+    if inference.max_samples and len(items) > inference.max_samples:
+        _log_kept(inference.max_samples, len(items))
         items = items[: inference.max_samples]
     if not items:
         raise DataError(f"no inputs in {source}")

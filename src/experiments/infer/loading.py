@@ -27,22 +27,28 @@ def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any, str
     import transformers
     from transformers import AutoConfig
 
+    from experiments import adapters
     from experiments.modeling import load_tokenizer, resolve, torch_dtype
 
-    model_cfg = cfg.model
-    resolved = resolve(model_cfg, cfg.paths.mirror)
+    resolved = resolve(cfg.model, cfg.paths.mirror)
+    adapter = adapters.saved_adapter(resolved.path) if resolved.path is not None else None
+    # A LoRA adapter folder (peft.merge=false, or <run>/best/adapter): load its base model, then the adapter.
+    model_cfg = adapters.base_model_config(cfg.model, adapter) if adapter else cfg.model
+    weights = resolve(model_cfg, cfg.paths.mirror) if adapter else resolved
     extra = {"gguf_file": model_cfg.gguf_file} if model_cfg.gguf_file else {}
     where = f"model '{model_cfg.name_or_path}'"
     try:
-        config = AutoConfig.from_pretrained(str(resolved.path), trust_remote_code=model_cfg.trust_remote_code,
-                                            **extra, **dict(model_cfg.config_overrides))
+        # an adapter folder holds the trained task model's config (its labels, its head); the base has the weights
+        config_dir = resolved.path if adapter else weights.path
+        config = AutoConfig.from_pretrained(str(config_dir), trust_remote_code=model_cfg.trust_remote_code,
+                                            **({} if adapter else extra), **dict(model_cfg.config_overrides))
     except (OSError, ValueError) as exc:
         raise ExperimentError(f"cannot read the config of {where}: {str(exc).splitlines()[0][:200]}") from None
     auto_name = task.choose_auto_class(config, cfg.task)
     auto = getattr(transformers, auto_name)
     try:
         model, info = auto.from_pretrained(
-            str(resolved.path), config=config, dtype=torch_dtype(model_cfg.dtype),
+            str(weights.path), config=config, dtype=torch_dtype(model_cfg.dtype),
             trust_remote_code=model_cfg.trust_remote_code, output_loading_info=True,
             **({} if model_cfg.gguf_file else {"use_safetensors": True}), **extra)
     except ValueError as exc:
@@ -54,11 +60,14 @@ def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any, str
         raise ExperimentError(f"cannot load {where}: {str(exc).splitlines()[0][:200]}") from None
     # A base encoder loaded from a checkpoint with a head lacks only the (unused) pooler.
     missing = [k for k in info.get("missing_keys", []) if "pooler" not in k]
-    if missing:
+    if adapter:
+        model = adapters.load_adapter(model, resolved.path)  # brings the trained head too (modules_to_save)
+        log.info("LoRA adapter %s on base %s (%s)", resolved.path, model_cfg.name_or_path, weights.origin)
+    elif missing:
         arch = ", ".join(config.architectures or [config.model_type])
         raise ExperimentError(f"{where} ({arch}) has no {task.head} head for task {task.name}: "
                               f"{len(missing)} weights missing (e.g. {missing[0]}); use a checkpoint trained for it")
-    tokenizer = load_tokenizer(resolved.path, cfg.tokenizer, model_cfg, cfg.paths.mirror)
+    tokenizer = load_tokenizer(resolved.path, cfg.tokenizer, cfg.model, cfg.paths.mirror)
     # Pipelines truncate at model_max_length: make it the configured limit so both paths read the same tokens.
     limit = int(cfg.task.max_length or cfg.tokenizer.max_length)
     if not tokenizer.model_max_length or tokenizer.model_max_length > limit:

@@ -68,9 +68,11 @@ def direction_for(metric: Optional[str], sweeper_direction: Any, greater_is_bett
     sweeper_direction = getattr(sweeper_direction, "name", sweeper_direction)  # Optuna's Direction enum
     if isinstance(sweeper_direction, str) and sweeper_direction.lower() in ("maximize", "minimize"):
         return sweeper_direction.lower()
+    from experiments.record import higher_is_better
+
     if metric and "loss" in metric:
         return "minimize"
-    return "maximize" if greater_is_better else "minimize"
+    return "maximize" if higher_is_better(metric or "", greater_is_better) else "minimize"
 
 
 def metric_value(job: Dict[str, Any], metric: Optional[str]) -> Optional[float]:

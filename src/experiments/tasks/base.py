@@ -6,7 +6,7 @@ and :meth:`Task.manual` writes the same thing out (tokenizer -> model -> post-pr
 
 Training: the same object says how it is fine-tuned (:class:`TrainingTask`): its data, its model (the
 same ``auto_class`` inference loads), its collator, its metrics and how logits become predictions.
-A task that does not train yet stops the run before anything is loaded, naming the tasks that do.
+A task that does not train (feature-extraction, zero-shot) stops the run before anything is loaded, naming the tasks that do.
 """
 from __future__ import annotations
 
@@ -184,33 +184,122 @@ def short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+@dataclass
+class TrainingData:
+    """Tokenized train/eval datasets of a task, and the raw eval items inference-style metrics run on."""
+
+    train: Any  # datasets.Dataset of model inputs (+ labels)
+    eval: Any
+    eval_items: List[Item] = field(default_factory=list)
+
+
 class TrainingTask:
     """The training half of a task: mixed into a :class:`Task` subclass that trains.
 
-    The recipe (``experiments.train``) calls these and nothing task-specific, so a new trainable task
-    (question answering, seq2seq, causal LM) is a new class here, not a branch in the training loop.
+    The recipe (``experiments.train``) calls these and nothing task-specific, so a new trainable task is
+    a new class here, not a branch in the training loop. Order: :meth:`setup_training` (the model's
+    config is known: pick the head, refuse what cannot work) -> :meth:`training_data` -> :meth:`new_model`
+    -> per evaluation batch :meth:`eval_rows` (gathered over processes) -> :meth:`eval_metrics`, and
+    :meth:`inference_metrics` (the task's own inference code on the eval items, e.g. span decoding or
+    generation).
     """
 
     trains = True
+    #: the task trains under transformers' Trainer too (trainer=hf_trainer)
+    hf_trainer = False
+    #: weights the checkpoint lacked (a new head), set by :meth:`new_model`; LoRA trains them fully
+    new_weights: List[str] = []
 
-    def training_data(self, raw, tokenizer, cfg):
-        """Tokenized train/eval datasets (and what the model head needs to know about the labels)."""
+    def setup_training(self, model_config, cfg) -> None:
+        """Remember the checkpoint's config and choose the head; raise ExperimentError when the model
+        cannot learn the task."""
+        self.model_config = model_config
+        self.train_auto_class = self.choose_auto_class(model_config, cfg.task)
+
+    def training_data(self, raw, tokenizer, cfg) -> TrainingData:
         raise NotImplementedError
 
     def new_model(self, model_dir, cfg, data, tokenizer):
-        """The model to fine-tune: the checkpoint with this task's head (``auto_class``)."""
-        raise NotImplementedError
+        """The model to fine-tune: the checkpoint with this task's head (a new head if it has none)."""
+        from experiments.modeling import load_for_training
+
+        model, self.new_weights = load_for_training(model_dir, cfg.model, self.train_auto_class, self.head)
+        if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        return model
 
     def collator(self, tokenizer, cfg):
         raise NotImplementedError
 
+    def eval_collator(self, tokenizer, cfg):
+        """The collator of the eval split (e.g. without random masking)."""
+        return self.collator(tokenizer, cfg)
+
     def metric_function(self, cfg, data):
-        """(predictions, references) -> {metric: value} for evaluation during training."""
+        """(predictions, references) -> {metric: value}, for tasks scored on logits (else None)."""
+        return None
+
+    def eval_rows(self, output, batch) -> Dict[str, Any]:
+        """Per-example tensors of one evaluation batch (gathered from every process): at least ``loss``."""
         raise NotImplementedError
 
-    def eval_outputs(self, logits, labels, data):
-        """(predictions, per-example loss) of one evaluation batch."""
-        raise NotImplementedError
+    def eval_metrics(self, rows: Dict[str, Any], compute) -> Dict[str, float]:
+        """{metric: value} over the whole eval split, ``loss`` included (keys without ``eval_``)."""
+        return {"loss": float(rows["loss"].float().mean())}
+
+    def inference_metrics(self, model, tokenizer, cfg, data: TrainingData) -> Dict[str, float]:
+        """Metrics of the task's inference code on the eval items (main process only); none by default."""
+        return {}
+
+    def run_inference(self, model, tokenizer, cfg, items: List[Item]) -> List[Any]:
+        """This task's ``manual`` inference path on ``items`` with the model being trained, in batches of
+        ``trainer.per_device_eval_batch_size`` (a copy of the tokenizer: inference may pad on the left)."""
+        import copy
+
+        import torch
+
+        task = type(self)(cfg.task)
+        task.ctx = Context(cfg, model, copy.deepcopy(tokenizer), next(model.parameters()).device)
+        task.prepare_tokenizer(task.ctx.tokenizer, model)
+        batch_size = cfg.trainer.per_device_eval_batch_size
+        was_training = model.training
+        model.eval()
+        outputs: List[Any] = []
+        try:
+            with torch.no_grad():
+                for start in range(0, len(items), batch_size):
+                    batch = [task.adapt_input(item.input) for item in items[start:start + batch_size]]
+                    outputs.extend(task.manual(batch))
+        finally:
+            model.train(was_training)
+        return outputs
+
+    def quality_of(self, outputs: List[Any], items: List[Item]) -> Dict[str, float]:
+        return self.quality(outputs, [self.prepare_reference(item.reference) for item in items])
+
+
+class TokenLossTraining(TrainingTask):
+    """Language-model losses: evaluation sums token losses per example, so ``eval_loss`` is the mean over
+    target tokens (not over batches) and ``eval_perplexity`` is ``exp(eval_loss)``."""
+
+    #: causal models predict the next token: logits at t score the label at t + 1
+    shift_labels = False
+
+    def eval_rows(self, output, batch) -> Dict[str, Any]:
+        import torch.nn.functional as F
+
+        logits, labels = output.logits.float(), batch["labels"]
+        if self.shift_labels:
+            logits, labels = logits[:, :-1, :], labels[:, 1:]
+        losses = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+        return {"loss_sum": losses.sum(-1), "tokens": (labels != -100).sum(-1)}
+
+    def eval_metrics(self, rows: Dict[str, Any], compute) -> Dict[str, float]:
+        import math
+
+        tokens = float(rows["tokens"].sum())
+        loss = float(rows["loss_sum"].sum()) / tokens if tokens else float("nan")
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)) if math.isfinite(loss) else float("nan")}
 
 
 def trainable_tasks() -> List[str]:

@@ -19,6 +19,7 @@ def scores_function(config) -> str:
 
 class TextClassification(TrainingTask, Task):
     name = "text-classification"
+    hf_trainer = True
     pipeline_task = "text-classification"
     auto_class = "AutoModelForSequenceClassification"
     head = "sequence-classification"
@@ -82,18 +83,24 @@ class TextClassification(TrainingTask, Task):
     def training_data(self, raw, tokenizer, cfg):
         from experiments.data.prepare import build_classification_data
 
-        return build_classification_data(raw, tokenizer, cfg.dataset, cfg.tokenizer)
+        self.data = build_classification_data(raw, tokenizer, cfg.dataset, cfg.tokenizer)
+        return self.data
 
     def new_model(self, model_dir, cfg, data, tokenizer):
         from experiments.modeling import load_sequence_classifier
 
-        return load_sequence_classifier(model_dir, cfg.model, num_labels=data.num_labels, id2label=data.id2label,
-                                        is_regression=data.is_regression, pad_token_id=tokenizer.pad_token_id)
+        model, self.new_weights = load_sequence_classifier(
+            model_dir, cfg.model, num_labels=data.num_labels, id2label=data.id2label,
+            is_regression=data.is_regression, pad_token_id=tokenizer.pad_token_id)
+        return model
 
     def collator(self, tokenizer, cfg):
         from experiments.data.prepare import build_collator
 
         return build_collator(tokenizer, cfg.collator, cfg.tokenizer)
+
+    def setup_training(self, model_config, cfg) -> None:
+        self.model_config, self.train_auto_class = model_config, self.auto_class
 
     def metric_function(self, cfg, data):
         from experiments import metrics
@@ -109,6 +116,14 @@ class TextClassification(TrainingTask, Task):
             predictions = logits.squeeze(-1)
             return predictions, F.mse_loss(predictions, labels.float(), reduction="none")
         return logits.argmax(-1), F.cross_entropy(logits, labels, reduction="none")
+
+    def eval_rows(self, output, batch):
+        predictions, loss = self.eval_outputs(output.logits.float(), batch["labels"], self.data)
+        return {"prediction": predictions, "label": batch["labels"], "loss": loss}
+
+    def eval_metrics(self, rows, compute):
+        scores = compute(rows["prediction"].tolist(), rows["label"].tolist())
+        return {**{k: float(v) for k, v in scores.items()}, "loss": float(rows["loss"].float().mean())}
 
 
 class SentimentAnalysis(TextClassification):

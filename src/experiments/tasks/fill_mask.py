@@ -5,12 +5,12 @@ import re
 from typing import Any, Dict, List
 
 from experiments.errors import DataError, ExperimentError
-from experiments.tasks.base import Task, short
+from experiments.tasks.base import Task, TokenLossTraining, TrainingData, short
 
 MASK_PLACEHOLDERS = re.compile(r"\[MASK\]|<mask>")
 
 
-class FillMask(Task):
+class FillMask(TokenLossTraining, Task):
     name = "fill-mask"
     pipeline_task = "fill-mask"
     auto_class = "AutoModelForMaskedLM"
@@ -66,3 +66,43 @@ class FillMask(Task):
                 per_mask.append(fillers)
             outputs.append(per_mask[0] if single else per_mask)
         return outputs
+
+    # --- training ------------------------------------------------------------------------------------
+    mlm_probability = 0.15
+
+    def setup_training(self, model_config, cfg) -> None:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+        if model_config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or model_config.is_encoder_decoder:
+            raise ExperimentError(f"task=fill-mask trains a masked-LM encoder (BERT-like); {cfg.model.name_or_path} "
+                                  f"is a '{model_config.model_type}' model")
+        super().setup_training(model_config, cfg)
+
+    def training_data(self, raw, tokenizer, cfg) -> TrainingData:
+        """Text cut into blocks of max_length tokens; the eval blocks are masked once, with the run's seed, so
+        every evaluation scores the same masks (``eval_perplexity``)."""
+        from experiments.data.lm import mlm_blocks, premask
+        from experiments.data.prepare import select_text_splits
+
+        if tokenizer.mask_token is None:
+            raise ExperimentError("task=fill-mask needs a tokenizer with a mask token; this one has none")
+        data_cfg = cfg.dataset
+        train, evaluation = select_text_splits(raw, data_cfg, [data_cfg.text_column])
+        block = int(cfg.task.max_length or cfg.tokenizer.max_length)
+        train_blocks, eval_blocks = [mlm_blocks(split, tokenizer, text_column=data_cfg.text_column, block_size=block,
+                                                num_proc=data_cfg.num_proc, desc=f"text blocks {data_cfg.name} {name}")
+                                     for name, split in (("train", train), ("eval", evaluation))]
+        eval_blocks = premask(eval_blocks, tokenizer, mlm_probability=self.mlm_probability, seed=cfg.trainer.seed)
+        return TrainingData(train_blocks, eval_blocks)
+
+    def collator(self, tokenizer, cfg):
+        """BERT's 80/10/10 masking of 15 % of tokens, drawn from torch's RNG (which checkpoints carry)."""
+        from transformers import DataCollatorForLanguageModeling
+
+        return DataCollatorForLanguageModeling(tokenizer, mlm_probability=self.mlm_probability,
+                                               pad_to_multiple_of=cfg.collator.pad_to_multiple_of)
+
+    def eval_collator(self, tokenizer, cfg):
+        from transformers import default_data_collator
+
+        return default_data_collator

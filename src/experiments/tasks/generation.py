@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from experiments.errors import ExperimentError
-from experiments.tasks.base import Task, text_field
+from experiments.tasks.base import Context, Item, Task, TokenLossTraining, TrainingData, text_field
 
 LANGUAGES = {"en": "English", "de": "German", "fr": "French", "ro": "Romanian", "es": "Spanish", "it": "Italian",
              "nl": "Dutch", "pt": "Portuguese", "ru": "Russian", "zh": "Chinese", "ja": "Japanese", "cs": "Czech"}
@@ -60,15 +60,17 @@ class Generation(Task):
         """What the causal model reads for one input: the text, or a one-message chat."""
         return [{"role": "user", "content": value}] if self.use_chat() else value
 
+    def prompt_ids(self, prompt: Any) -> List[int]:
+        """Token ids of one prompt (a chat is rendered with its generation prompt): what the model continues."""
+        tok = self.ctx.tokenizer
+        if isinstance(prompt, list):
+            return list(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                                return_dict=True)["input_ids"])
+        return tok(prompt)["input_ids"]
+
     def _causal_manual(self, prompts: List[Any]) -> List[str]:
         tok, model = self.ctx.tokenizer, self.ctx.model
-        ids = []
-        for prompt in prompts:
-            if isinstance(prompt, list):
-                ids.append(list(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                        return_dict=True)["input_ids"]))
-            else:
-                ids.append(tok(prompt)["input_ids"])
+        ids = [self.prompt_ids(prompt) for prompt in prompts]
         batch = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.ctx.device)
         kwargs = self.generate_kwargs()
         kwargs.setdefault("pad_token_id", tok.pad_token_id)
@@ -86,8 +88,67 @@ class Generation(Task):
         return output[0][self.output_key]
 
 
-class TextGeneration(Generation):
+def is_encoder_only(config) -> bool:
+    """BERT-like checkpoints: a masked-LM encoder with no decoder to generate with."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return not getattr(config, "is_encoder_decoder", False) and config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+class GenerationTraining(TokenLossTraining):
+    """Fine-tuning a generation task: seq2seq (``text_target`` labels) or causal (prompt -> target, with the
+    prompt's labels masked), evaluated by its loss and by generating for ``trainer.eval_generate_samples``
+    eval examples with the inference code (ROUGE / BLEU+chrF)."""
+
+    def setup_training(self, model_config, cfg) -> None:
+        if is_encoder_only(model_config):
+            raise ExperimentError(f"task={self.name} needs a model that generates (encoder-decoder or causal); "
+                                  f"{cfg.model.name_or_path} is an encoder-only '{model_config.model_type}' model")
+        super().setup_training(model_config, cfg)
+        self.shift_labels = self.train_auto_class == "AutoModelForCausalLM"
+
+    def data_task(self, tokenizer, cfg):
+        """A copy of this task on the tokenizer (no model yet), to build prompts exactly as inference does."""
+        task = type(self)(cfg.task)
+        task.ctx = Context(cfg, _ConfigOnly(self.model_config), tokenizer, None)
+        return task
+
+    def sft_data(self, train, evaluation, tokenizer, cfg, source: str, target: str):
+        from experiments.data.lm import sft_features
+
+        task = self.data_task(tokenizer, cfg)
+
+        def prompt_ids(text: str) -> List[int]:
+            return task.prompt_ids(task.pipeline_inputs([text])[0])
+
+        return [sft_features(split, tokenizer, prompt_ids=prompt_ids, source_column=source, target_column=target,
+                             max_target_tokens=cfg.task.max_new_tokens, num_proc=cfg.dataset.num_proc,
+                             desc=f"prompt+target {cfg.dataset.name} {name}")
+                for name, split in (("train", train), ("eval", evaluation))]
+
+    def collator(self, tokenizer, cfg):
+        from transformers import DataCollatorForSeq2Seq
+
+        return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, pad_to_multiple_of=cfg.collator.pad_to_multiple_of)
+
+    def inference_metrics(self, model, tokenizer, cfg, data) -> Dict[str, float]:
+        limit = cfg.trainer.eval_generate_samples
+        items = data.eval_items[:limit] if limit else data.eval_items
+        if not items:
+            return {}
+        return self.quality_of(self.run_inference(model, tokenizer, cfg, items), items)
+
+
+class _ConfigOnly:
+    """Stands in for the model while building training prompts: only its config is read."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+
+
+class TextGeneration(GenerationTraining, Generation):
     name = "text-generation"
+    hf_trainer = True  # a causal LM's eval loss is all it is scored on
     pipeline_task = "text-generation"
     auto_class = "AutoModelForCausalLM"
     head = "causal-LM"
@@ -106,8 +167,36 @@ class TextGeneration(Generation):
     def manual(self, batch: List[Any]) -> List[Any]:
         return [[{"generated_text": t}] for t in self._causal_manual(self.pipeline_inputs(batch))]
 
+    # --- training ------------------------------------------------------------------------------------
+    def setup_training(self, model_config, cfg) -> None:
+        if getattr(model_config, "is_encoder_decoder", False):
+            raise ExperimentError("task=text-generation trains a decoder-only (causal) model; for an encoder-decoder "
+                                  "model use task=summarization or task=translation")
+        super().setup_training(model_config, cfg)
 
-class Seq2SeqTask(Generation):
+    def training_data(self, raw, tokenizer, cfg) -> TrainingData:
+        """Raw text cut into blocks of max_length tokens, or prompt -> response rows (dataset.response_column)."""
+        from experiments.data.lm import causal_blocks
+        from experiments.data.prepare import select_text_splits
+
+        data_cfg = cfg.dataset
+        response = data_cfg.response_column
+        train, evaluation = select_text_splits(raw, data_cfg, [data_cfg.text_column] + ([response] if response else []))
+        if response:
+            features = self.sft_data(train, evaluation, tokenizer, cfg, data_cfg.text_column, response)
+            items = [Item(str(i), row[data_cfg.text_column], row[response]) for i, row in enumerate(evaluation)]
+            return TrainingData(features[0], features[1], items)
+        block = int(cfg.task.max_length or cfg.tokenizer.max_length)
+        features = [causal_blocks(split, tokenizer, text_column=data_cfg.text_column, block_size=block,
+                                  num_proc=data_cfg.num_proc, desc=f"text blocks {data_cfg.name} {name}")
+                    for name, split in (("train", train), ("eval", evaluation))]
+        return TrainingData(features[0], features[1])
+
+    def inference_metrics(self, model, tokenizer, cfg, data) -> Dict[str, float]:
+        return {}  # perplexity (from the eval loss) is the measure; generating free text has no reference
+
+
+class Seq2SeqTask(GenerationTraining, Generation):
     """summarization / translation: seq2seq generate() with a prefix, or a prompted causal model."""
 
     pipeline_task = None  # removed from transformers 5; causal models use the text-generation pipeline
@@ -170,6 +259,29 @@ class Seq2SeqTask(Generation):
 
     def pipeline(self, batch: List[Any]) -> List[Any]:
         return [[{self.output_key: t}] for t in self._generate(batch, use_pipeline=self.has_pipeline)]
+
+    # --- training ------------------------------------------------------------------------------------
+    def source_target_columns(self, cfg):
+        return cfg.dataset.text_column, cfg.dataset.label_column
+
+    def training_data(self, raw, tokenizer, cfg) -> TrainingData:
+        """seq2seq: ``prefix + source`` -> ``text_target``; causal: the inference prompt -> target + EOS."""
+        from experiments.data.lm import seq2seq_features
+        from experiments.data.prepare import select_text_splits
+
+        source, target = self.source_target_columns(cfg)
+        train, evaluation = select_text_splits(raw, cfg.dataset, [source, target])
+        if self.shift_labels:
+            features = self.sft_data(train, evaluation, tokenizer, cfg, source, target)
+        else:
+            prefix = self.data_task(tokenizer, cfg).prefix()
+            max_source = int(cfg.task.max_length or cfg.tokenizer.max_length)
+            features = [seq2seq_features(split, tokenizer, source_column=source, target_column=target, prefix=prefix,
+                                         max_source_length=max_source, max_target_length=cfg.task.max_new_tokens,
+                                         num_proc=cfg.dataset.num_proc, desc=f"seq2seq {cfg.dataset.name} {name}")
+                        for name, split in (("train", train), ("eval", evaluation))]
+        items = [Item(str(i), row[source], row[target]) for i, row in enumerate(evaluation)]
+        return TrainingData(features[0], features[1], items)
 
     def manual(self, batch: List[Any]) -> List[Any]:
         return [[{self.output_key: t}] for t in self._generate(batch, use_pipeline=False)]

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from experiments.errors import DataError, ExperimentError
-from experiments.tasks.base import Task, short
+from experiments.tasks.base import Item, Task, TrainingData, TrainingTask, short
 
 
 def decode_spans(start: np.ndarray, end: np.ndarray, top_k: int, max_answer_len: int,
@@ -35,7 +35,7 @@ def decode_spans(start: np.ndarray, end: np.ndarray, top_k: int, max_answer_len:
     return starts, ends, candidates[starts, ends]
 
 
-class QuestionAnswering(Task):
+class QuestionAnswering(TrainingTask, Task):
     name = "question-answering"
     pipeline_task = None
     auto_class = "AutoModelForQuestionAnswering"
@@ -146,3 +146,39 @@ class QuestionAnswering(Task):
         refs = [{"id": str(i), "answers": r} for i, _, r in rows]
         scores = metrics.load("squad").compute(predictions=predictions, references=refs)
         return {"exact_match": float(scores["exact_match"]), "f1": float(scores["f1"])}
+
+    # --- training ------------------------------------------------------------------------------------
+    def training_data(self, raw, tokenizer, cfg) -> TrainingData:
+        """Windows with answer start/end tokens (experiments.data.qa); the eval rows also as inference items,
+        so SQuAD EM / F1 during training come from the same span decoding as ``mode=infer``."""
+        from experiments.data.prepare import select_text_splits
+        from experiments.data.qa import QA_COLUMNS, build_qa_features, check_qa_rows
+
+        self.check_model(None, tokenizer, cfg.task)
+        data_cfg = cfg.dataset
+        train, evaluation = select_text_splits(raw, data_cfg, list(QA_COLUMNS))
+        check_qa_rows(train, data_cfg.train_split)
+        check_qa_rows(evaluation, data_cfg.eval_split or "held-out")
+        max_length = int(cfg.task.max_length or cfg.tokenizer.max_length)
+        features = [build_qa_features(split, tokenizer, max_length=max_length, doc_stride=cfg.task.doc_stride,
+                                      num_proc=data_cfg.num_proc, desc=f"QA windows {data_cfg.name} {name}")
+                    .remove_columns(["example_id"]) for name, split in (("train", train), ("eval", evaluation))]
+        items = [Item(row["id"], {"question": row["question"], "context": row["context"]}, row["answers"])
+                 for row in evaluation]
+        return TrainingData(features[0], features[1], items)
+
+    def collator(self, tokenizer, cfg):
+        from experiments.data.prepare import build_collator
+
+        return build_collator(tokenizer, cfg.collator, cfg.tokenizer)
+
+    def eval_rows(self, output, batch):
+        import torch.nn.functional as F
+
+        start = F.cross_entropy(output.start_logits.float(), batch["start_positions"], reduction="none")
+        end = F.cross_entropy(output.end_logits.float(), batch["end_positions"], reduction="none")
+        return {"loss": (start + end) / 2}
+
+    def inference_metrics(self, model, tokenizer, cfg, data) -> Dict[str, float]:
+        items = [Item(i.id, self.check_input(i.input), i.reference) for i in data.eval_items]
+        return self.quality_of(self.run_inference(model, tokenizer, cfg, items), items)

@@ -19,12 +19,17 @@ class Experiment:
     tokenizer: Any
     data: Any  # the task's tokenized train/eval data
     collator: Any
+    eval_collator: Any
     model_dir: Path
-    compute_metrics: Callable[[Any, Any], Dict[str, float]]
+    compute_metrics: Optional[Callable[[Any, Any], Dict[str, float]]]  # logits-scored tasks; else None
     model_source: str = ""  # "<origin>:<directory>" the weights were loaded from (recorded in metrics.json)
 
     def new_model(self, cfg):
-        return self.task.new_model(self.model_dir, cfg, self.data, self.tokenizer)
+        """The task's model, wrapped with adapters when ``peft`` says so (both backends call this)."""
+        from experiments import adapters
+
+        model = self.task.new_model(self.model_dir, cfg, self.data, self.tokenizer)
+        return adapters.wrap(model, cfg.peft, self.task.train_auto_class, self.task.new_weights)
 
 
 def training_task(cfg):
@@ -34,7 +39,7 @@ def training_task(cfg):
 
     task = task_class(cfg.task.name)(cfg.task)
     if not task.trains:
-        raise ExperimentError(f"task={cfg.task.name} does not train yet (mode=train covers: "
+        raise ExperimentError(f"task={cfg.task.name} does not train (mode=train covers: "
                               f"{', '.join(trainable_tasks())}); run it with mode=infer")
     return task
 
@@ -45,20 +50,19 @@ def build_experiment(cfg, main_process_first=None) -> Experiment:
     import contextlib
 
     from experiments.data.sources import load_raw
-    from experiments.modeling import load_tokenizer, resolve
+    from experiments.modeling import load_config, load_tokenizer, resolve
 
     task = training_task(cfg)
-    if cfg.model.gguf_file:
-        raise ExperimentError("GGUF checkpoints load for inference only; fine-tune a safetensors checkpoint")
     resolved = resolve(cfg.model, cfg.paths.mirror)
+    task.setup_training(load_config(resolved.path, cfg.model), cfg)
     tokenizer = load_tokenizer(resolved.path, cfg.tokenizer, cfg.model, cfg.paths.mirror)
     guard = main_process_first() if main_process_first else contextlib.nullcontext()
     with guard:  # rank 0 fills the datasets and evaluate-module caches; the others then read them
         raw = load_raw(cfg.dataset, cfg.paths.mirror)
         data = task.training_data(raw, tokenizer, cfg)
         compute = task.metric_function(cfg, data)
-    return Experiment(task, tokenizer, data, task.collator(tokenizer, cfg), resolved.path, compute,
-                      f"{resolved.origin}:{resolved.path}")
+    return Experiment(task, tokenizer, data, task.collator(tokenizer, cfg), task.eval_collator(tokenizer, cfg),
+                      resolved.path, compute, f"{resolved.origin}:{resolved.path}")
 
 
 def resolve_mixed_precision(value: str) -> str:
@@ -92,9 +96,10 @@ def best_metric_key(cfg, eval_metrics: Dict[str, float]) -> str:
 
 
 def is_better(cfg, key: str, value: float, best: Optional[float]) -> bool:
+    from experiments.record import higher_is_better
     from experiments.record import is_better as better
 
-    return better(value, best, cfg.trainer.greater_is_better and key != "eval_loss")
+    return better(value, best, higher_is_better(key, cfg.trainer.greater_is_better))
 
 
 def run_name(cfg, overrides: Optional[List[str]] = None) -> str:

@@ -74,8 +74,8 @@ def _mirror_callback():
     from transformers import TrainerCallback
 
     class Mirror(TrainerCallback):
-        def __init__(self, lr: float) -> None:
-            self.lr = lr
+        def __init__(self, lr: float, perplexity: bool) -> None:
+            self.lr, self.perplexity = lr, perplexity
             self.history: List[Dict[str, Any]] = []
             self.train_log: List[Dict[str, Any]] = []
             self.tracking = None
@@ -98,6 +98,8 @@ def _mirror_callback():
                 self._log(row, step)
             evals = {k.replace("_runtime", "_runtime_s"): float(v) for k, v in logs.items()
                      if k.startswith("eval_") and isinstance(v, (int, float))}
+            if evals and self.perplexity and "eval_loss" in evals:  # language models: exp(mean token loss)
+                evals = {**evals, "eval_perplexity": math.exp(min(evals["eval_loss"], 50.0))}
             if evals:
                 self.history.append({"step": step, "epoch": epoch, **evals})
                 self._log(evals, step)
@@ -144,12 +146,15 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
     args = training_arguments(cfg, run_dir)
     set_seed(t.seed)
     exp = build_experiment(cfg, lambda: args.main_process_first(desc="dataset"))
+    if not exp.task.hf_trainer:
+        raise ExperimentError(f"trainer=hf_trainer trains text-classification and text-generation; "
+                              f"task={cfg.task.name} trains with trainer=accelerate (the default)")
     model = exp.new_model(cfg)
     name = run_name(cfg, hydra_overrides())
-    mirror = _mirror_callback()(t.lr)
+    mirror = _mirror_callback()(t.lr, perplexity=exp.compute_metrics is None)
     trainer = Trainer(model=model, args=args, train_dataset=exp.data.train, eval_dataset=exp.data.eval,
                       data_collator=exp.collator, processing_class=exp.tokenizer,
-                      compute_metrics=_metric_function(exp), callbacks=[mirror])
+                      compute_metrics=_metric_function(exp) if exp.compute_metrics else None, callbacks=[mirror])
     resume = _resume_checkpoint(t, args.output_dir)
     if args.process_index == 0:
         mirror.tracking = _start_tracking(cfg, run_dir, name, resume)
@@ -191,7 +196,7 @@ def _train(trainer, resume: Optional[str], run_dir: Path):
 def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name: str,
             resume: Optional[str]) -> Dict[str, Any]:
     """Final evaluation, ``last/``, and the same run record our loop writes."""
-    from experiments.modeling import save_pretrained
+    from experiments import adapters
     from experiments.record import RunRecord, to_payload, write_record
     from experiments.runs import environment, plot_learning_curve
 
@@ -221,12 +226,12 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
         global_batch_size=t.per_device_batch_size * args.world_size * t.gradient_accumulation_steps,
         mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no",
         resumed_from=str(resume) if resume else None,
-        distributed_type=str(trainer.accelerator.distributed_type).split(".")[-1],
-        environment=environment(args.world_size))
+        distributed_type=str(trainer.accelerator.distributed_type).split(".")[-1], task=cfg.task.name,
+        peft=cfg.peft.name, **adapters.parameter_counts(trainer.model), environment=environment(args.world_size))
     if not trainer.is_world_process_zero():
         return to_payload(record)
     if t.save_model:
-        save_pretrained(trainer.model, exp.tokenizer, run_dir / "last")
+        adapters.save(trainer.model, exp.tokenizer, run_dir / "last", cfg.peft, cfg.model)
     plot_learning_curve(history, train_log, run_dir / "learning_curve.png", title=name)
     return write_record(run_dir, record)
 

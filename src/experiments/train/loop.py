@@ -58,36 +58,42 @@ def _dataloaders(exp, cfg):
         generator = torch.Generator().manual_seed(t.seed)
         train = DataLoader(exp.data.train, batch_size=t.per_device_batch_size, shuffle=True, generator=generator,
                            **common)
-    evaluation = DataLoader(exp.data.eval, batch_size=t.per_device_eval_batch_size, shuffle=False, **common)
+    evaluation = DataLoader(exp.data.eval, batch_size=t.per_device_eval_batch_size, shuffle=False,
+                            **{**common, "collate_fn": exp.eval_collator})
     return train, evaluation
 
 
-def evaluate(model, dataloader, accelerator, exp, limit: Optional[int] = None) -> Dict[str, float]:
-    """Loss and task metrics over the whole eval split, gathered from every process (no duplicates)."""
+def evaluate(model, dataloader, accelerator, exp, cfg, limit: Optional[int] = None) -> Dict[str, float]:
+    """Loss and task metrics over the whole eval split, gathered from every process (no duplicates), plus
+    the task's inference-code metrics (span decoding, generation) run once on the main process."""
     import torch
+    from accelerate.utils import broadcast_object_list
 
     model.eval()
-    preds, refs, losses = [], [], []
+    rows: Dict[str, list] = {}
     start = time.perf_counter()
     for index, batch in enumerate(dataloader):
         if limit and index >= limit:
             break
         with torch.no_grad():
-            logits = model(**batch).logits.float()
-        labels = batch["labels"]
-        pred, loss = exp.task.eval_outputs(logits, labels, exp.data)
-        pred, labels, loss = accelerator.gather_for_metrics((pred, labels, loss))
-        preds.append(pred.cpu())
-        refs.append(labels.cpu())
-        losses.append(loss.cpu())
+            output = model(**batch)
+        gathered = accelerator.gather_for_metrics(exp.task.eval_rows(output, batch))
+        for key, value in gathered.items():
+            rows.setdefault(key, []).append(value.cpu())
     model.train()
-    predictions = torch.cat(preds).tolist()
-    references = torch.cat(refs).tolist()
-    results = {f"eval_{k}": float(v) for k, v in exp.compute_metrics(predictions, references).items()}
-    results["eval_loss"] = float(torch.cat(losses).mean())
+    columns = {key: torch.cat(values) for key, values in rows.items()}
+    scores = exp.task.eval_metrics(columns, exp.compute_metrics)
+    extra = [None]
+    if accelerator.is_main_process:
+        with accelerator.autocast():  # the precision the eval forward passes ran in
+            extra[0] = exp.task.inference_metrics(accelerator.unwrap_model(model), exp.tokenizer, cfg, exp.data)
+    if accelerator.num_processes > 1:
+        broadcast_object_list(extra)  # every process takes the same best/ decision
+    results = {f"eval_{k}": float(v) for k, v in {**extra[0], **scores}.items()}
     runtime = time.perf_counter() - start
     results["eval_runtime_s"] = runtime
-    results["eval_samples_per_second"] = len(predictions) / runtime if runtime > 0 else 0.0
+    examples = len(columns["loss"] if "loss" in columns else next(iter(columns.values())))
+    results["eval_samples_per_second"] = examples / runtime if runtime > 0 else 0.0
     return results
 
 
@@ -127,6 +133,8 @@ class Recipe:
         from accelerate import Accelerator, DataLoaderConfiguration
         from accelerate.utils import set_seed
 
+        from experiments import adapters
+
         t = self.t
         self.precision = resolve_mixed_precision(t.mixed_precision)
         self.accelerator = Accelerator(
@@ -139,6 +147,9 @@ class Recipe:
         model = self.exp.new_model(self.cfg)
         stop.check()
         self.n_params = _non_embedding_params(model)
+        self.param_counts = adapters.parameter_counts(model)
+        log.info("%s: %s of %s parameters train", self.cfg.task.name, f"{self.param_counts['trainable_params']:,}",
+                 f"{self.param_counts['total_params']:,}")
         train_dl, eval_dl = _dataloaders(self.exp, self.cfg)
         optimizer = _optimizer(model, t.lr, t.weight_decay)
         self.model, self.optimizer, self.train_dl, self.eval_dl = self.accelerator.prepare(
@@ -187,6 +198,8 @@ class Recipe:
         from tqdm.auto import tqdm
 
         self.model.train()
+        if self.t.eval_before_training and self.resume_from is None and not self.state["history"]:
+            self.evaluate()  # step 0: the untrained model, measured by the same code (the baseline)
         self.progress = tqdm(total=self.total_steps, initial=self.state["global_step"], desc="train", unit="step",
                              disable=not self.accelerator.is_local_main_process, dynamic_ncols=True)
         for epoch in range(self.state["epoch"], self.num_epochs):
@@ -281,10 +294,8 @@ class Recipe:
     # -- evaluation, checkpoints, stopping -------------------------------------------------------
     def evaluate(self) -> Dict[str, float]:
         """Evaluate, record, and save ``best/`` when the best metric improved (never on non-finite values)."""
-        from experiments.modeling import save_pretrained
-
         state, cfg = self.state, self.cfg
-        results = evaluate(self.model, self.eval_dl, self.accelerator, self.exp, self.t.limit_eval_batches)
+        results = evaluate(self.model, self.eval_dl, self.accelerator, self.exp, cfg, self.t.limit_eval_batches)
         state["history"].append({"step": state["global_step"],
                                  "epoch": round(state["global_step"] / self.steps_per_epoch, 4), **results})
         self._log(results, state["global_step"])
@@ -294,12 +305,19 @@ class Recipe:
             state["best"] = {"metric": key, "value": results[key], "step": state["global_step"]}
             self.accelerator.wait_for_everyone()
             if self.accelerator.is_main_process and self.t.save_model:
-                save_pretrained(self.accelerator.unwrap_model(self.model), self.exp.tokenizer, self.run_dir / "best")
+                self.save_model("best")
         log.info("step %d: %s", state["global_step"],
                  ", ".join(f"{k}={v:.4f}" for k, v in results.items() if "runtime" not in k))
         self.save_metrics()
         self.results = results
         return results
+
+    def save_model(self, name: str) -> None:
+        """``best/`` or ``last/``: the model (merged, with its adapter beside it, under peft) + tokenizer."""
+        from experiments import adapters
+
+        adapters.save(self.accelerator.unwrap_model(self.model), self.exp.tokenizer, self.run_dir / name,
+                      self.cfg.peft, self.cfg.model)
 
     def checkpoint(self) -> None:
         checkpoints.save(self.accelerator, self.run_dir, self.state["global_step"], self.state,
@@ -331,15 +349,14 @@ class Recipe:
             num_train_samples=len(self.exp.data.train), num_eval_samples=len(self.exp.data.eval),
             global_batch_size=t.per_device_batch_size * accelerator.num_processes * t.gradient_accumulation_steps,
             mixed_precision=self.precision, resumed_from=str(self.resume_from) if self.resume_from else None,
-            distributed_type=str(accelerator.distributed_type).split(".")[-1],
-            environment=environment(accelerator.num_processes))
+            distributed_type=str(accelerator.distributed_type).split(".")[-1], task=self.cfg.task.name,
+            peft=self.cfg.peft.name, **self.param_counts, environment=environment(accelerator.num_processes))
         if accelerator.is_main_process:
             return write_record(self.run_dir, record)
         return to_payload(record)
 
     def finish(self) -> Dict[str, Any]:
         """The final state is always evaluated; ``last/``, the final metrics and the learning curve."""
-        from experiments.modeling import save_pretrained
         from experiments.runs import plot_learning_curve
 
         state = self.state
@@ -348,7 +365,7 @@ class Recipe:
         results = self.results or {k: v for k, v in state["history"][-1].items() if k.startswith("eval_")}
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process and self.t.save_model:
-            save_pretrained(self.accelerator.unwrap_model(self.model), self.exp.tokenizer, self.run_dir / "last")
+            self.save_model("last")
         train_time = max(state["train_time_s"], 1e-9)
         final = {**results,
                  "train_samples_per_second": state["samples_seen"] / train_time,
