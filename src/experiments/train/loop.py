@@ -395,4 +395,4 @@ class Recipe:
 
 def _non_embedding_params(model) -> int:
     """Parameters every token pays 6 FLOPs each for (forward + backward); embeddings are lookups."""
-    return sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+    return sum(p.numel() for n, p in model.named_parameters() if "embed" not in n)
