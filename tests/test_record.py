@@ -11,10 +11,11 @@ from experiments.record import SCHEMA_VERSION, RunRecord, read_record, to_payloa
 
 def test_round_trip_keeps_fields_environment_and_details(tmp_path):
     record = RunRecord(mode="infer", model="m", final={"accuracy": 0.5}, environment={"device": "cpu"},
-                       details={"task": "fill-mask", "tokens": 12})
+                       task="fill-mask", details={"path": "manual", "tokens": 12})
     payload = write_record(tmp_path, record)
     assert json.loads((tmp_path / "metrics.json").read_text()) == payload
-    assert payload["device"] == "cpu" and payload["task"] == "fill-mask" and payload["schema_version"] == SCHEMA_VERSION
+    assert payload["device"] == "cpu" and payload["task"] == "fill-mask" and payload["path"] == "manual"
+    assert payload["schema_version"] == SCHEMA_VERSION
     again = read_record(tmp_path)
     assert again == record and to_payload(again) == payload
 

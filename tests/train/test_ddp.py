@@ -14,16 +14,20 @@ COMMON = ["dataset.max_train_samples=64", "dataset.max_eval_samples=40", "tokeni
           "+model.config_overrides.attention_probs_dropout_prob=0.0"]
 
 
-def test_two_processes_match_one_process_with_same_global_batch(cli, tmp_path):
-    one = cli(*COMMON, "trainer.per_device_batch_size=16", f"hydra.run.dir={tmp_path}/one")
+@pytest.mark.parametrize("peft", ["none", "lora"])
+def test_two_processes_match_one_process_with_same_global_batch(cli, tmp_path, peft):
+    """Full fine-tuning, and LoRA (adapters + the new classifier head trained in full, adapter dropout off)."""
+    common = COMMON + (["peft=lora", "peft.dropout=0.0", "trainer.lr=1e-3"] if peft == "lora" else [])
+    one = cli(*common, "trainer.per_device_batch_size=16", f"hydra.run.dir={tmp_path}/one")
     assert one.returncode == 0, one.stderr[-2000:]
-    two = cli(*COMMON, "trainer.per_device_batch_size=8", "trainer.num_processes=2", f"hydra.run.dir={tmp_path}/two")
+    two = cli(*common, "trainer.per_device_batch_size=8", "trainer.num_processes=2", f"hydra.run.dir={tmp_path}/two")
     assert two.returncode == 0, two.stderr[-12000:]
 
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert m2["num_processes"] == 2 and m2["distributed_type"] == "MULTI_CPU"
     assert m1["num_processes"] == 1 and m1["global_batch_size"] == m2["global_batch_size"] == 16
+    assert m1["peft"] == m2["peft"] == peft and m1["trainable_params"] == m2["trainable_params"]
     assert m2["num_eval_samples"] == 40  # gather_for_metrics drops the padding duplicates
     assert m1["final"]["global_step"] == m2["final"]["global_step"] == 4
     losses1 = [r["train_loss"] for r in m1["train_log"]]

@@ -91,8 +91,10 @@ def test_save_then_reload_gives_identical_logits(tmp_path, minilm_dir):
 
     cfg = to_typed(compose([]))
     tokenizer = load_tokenizer(minilm_dir, cfg.tokenizer, cfg.model)
-    model, _ = load_sequence_classifier(minilm_dir, cfg.model, num_labels=3, id2label={0: "a", 1: "b", 2: "c"},
-                                     is_regression=False).eval()
+    model, new_weights = load_sequence_classifier(minilm_dir, cfg.model, num_labels=3,
+                                                  id2label={0: "a", 1: "b", 2: "c"}, is_regression=False)
+    model.eval()
+    assert sorted(new_weights) == ["classifier.bias", "classifier.weight"]  # MiniLM ships no classifier
     save_pretrained(model, tokenizer, tmp_path / "saved")
     batch = AutoTokenizer.from_pretrained(tmp_path / "saved")(["a short sentence", "and another one here"],
                                                               return_tensors="pt", padding=True)
