@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"
 BASE_MODEL_FILE = "base_model.json"
+BASE_MODEL_KEYS = ("name_or_path", "revision", "package", "gguf_file")  # what loads the base as training did
 
 # The peft task type of each Auto class (it decides which new head peft keeps trainable and saves).
 TASK_TYPES = {
@@ -102,8 +103,7 @@ def save(model, tokenizer, directory: Path, cfg: PeftConfig, base: ModelConfig) 
 
 
 def _base_record(base: ModelConfig) -> Dict[str, Any]:
-    return {"name_or_path": base.name_or_path, "revision": base.revision, "package": base.package,
-            "gguf_file": base.gguf_file}
+    return {key: getattr(base, key) for key in BASE_MODEL_KEYS}
 
 
 def saved_adapter(directory: Path) -> Optional[Dict[str, Any]]:
@@ -121,8 +121,8 @@ def base_model_config(model_cfg: ModelConfig, record: Dict[str, Any]) -> ModelCo
     """The config section that loads an adapter's base model as training did."""
     import dataclasses
 
-    return dataclasses.replace(model_cfg, **{k: record.get(k) for k in ("name_or_path", "package", "gguf_file")},
-                               revision=record.get("revision") or "main")
+    fields = {key: record.get(key) for key in BASE_MODEL_KEYS}
+    return dataclasses.replace(model_cfg, **{**fields, "revision": fields["revision"] or "main"})
 
 
 def load_adapter(base_model, directory: Path):

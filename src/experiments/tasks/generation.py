@@ -184,16 +184,13 @@ class TextGeneration(GenerationTraining, Generation):
         train, evaluation = select_text_splits(raw, data_cfg, [data_cfg.text_column] + ([response] if response else []))
         if response:
             features = self.sft_data(train, evaluation, tokenizer, cfg, data_cfg.text_column, response)
-            items = [Item(str(i), row[data_cfg.text_column], row[response]) for i, row in enumerate(evaluation)]
-            return TrainingData(features[0], features[1], items)
+            # no eval items: free text has no reference metric, so perplexity (from the eval loss) is the measure
+            return TrainingData(features[0], features[1])
         block = int(cfg.task.max_length or cfg.tokenizer.max_length)
         features = [causal_blocks(split, tokenizer, text_column=data_cfg.text_column, block_size=block,
                                   num_proc=data_cfg.num_proc, desc=f"text blocks {data_cfg.name} {name}")
                     for name, split in (("train", train), ("eval", evaluation))]
         return TrainingData(features[0], features[1])
-
-    def inference_metrics(self, model, tokenizer, cfg, data) -> Dict[str, float]:
-        return {}  # perplexity (from the eval loss) is the measure; generating free text has no reference
 
 
 class Seq2SeqTask(GenerationTraining, Generation):

@@ -92,7 +92,7 @@ def evaluate(model, dataloader, accelerator, exp, cfg, limit: Optional[int] = No
     results = {f"eval_{k}": float(v) for k, v in {**extra[0], **scores}.items()}
     runtime = time.perf_counter() - start
     results["eval_runtime_s"] = runtime
-    examples = len(columns["loss"] if "loss" in columns else next(iter(columns.values())))
+    examples = len(next(iter(columns.values())))  # every column holds one row per eval example
     results["eval_samples_per_second"] = examples / runtime if runtime > 0 else 0.0
     return results
 
