@@ -1,12 +1,17 @@
 """Inference throughput per task: this framework's path vs plain pipeline() vs one-by-one calls.
 
 For every task, the same inputs, model and torch threads go through
-  ours/pipeline  length-sorted batches of --batch-size through transformers.pipeline() (inference.path=pipeline)
+  ours/defaults  ``mode=infer`` at its defaults: inference.dtype=auto (bf16 where the hardware runs it fast),
+                 inference.batch_size with the inference.max_batch_tokens budget, length-sorted, its default path
+  ours/pipeline  float32 weights: length-sorted batches of --batch-size through transformers.pipeline() (inference.path=pipeline)
   ours/manual    the same batches through tokenizer -> model -> post-processing (inference.path=manual)
   pipeline(bs)   one plain call: pipeline(inputs, batch_size=--batch-size), inputs in their given order
   one-by-one     one call per input (pipeline where transformers has the task, else the manual path)
-and items/s (best of --repeats passes, columns interleaved) are printed side by side with ratios. Tasks without a transformers pipeline (question-answering,
-seq2seq summarization / translation) have no pipeline columns.
+and items/s (best of --repeats passes, columns interleaved) are printed side by side with ratios: defaults/plain
+(ours at our defaults vs the plain pipeline call at its own) and same/plain (the code paths alone, same settings).
+Tasks without a transformers pipeline (question-answering, seq2seq summarization / translation) have no pipeline
+columns. ``--agreement-model DIR`` also checks, on all of SST-2 dev, that a trained classifier's labels with
+inference.dtype=auto weights equal its float32 labels. Runs unchanged on CUDA (the device is printed first).
 
 Models: real MiniLM (feature-extraction) and SmolLM2-135M-Instruct (text-generation); for the other tasks,
 checkpoints with the real models' shapes and random heads / weights, built in a temporary folder: MiniLM
@@ -15,6 +20,7 @@ of tokens, so random weights cost what trained ones do). Inputs come from ../sha
 
     python scripts/bench_infer.py                       # all tasks, 64 inputs each, 2 threads
     python scripts/bench_infer.py --tasks text-classification fill-mask --n 256 --threads 1
+    python scripts/bench_infer.py --tasks text-classification --agreement-model outputs/<sst2 run>/best --json b.json
 """
 from __future__ import annotations
 
@@ -143,26 +149,54 @@ def items_per_second(fn: Callable[[], Any], n: int) -> float:
         return n / (time.perf_counter() - start)
 
 
-def bench_task(name: str, overrides: List[str], inputs: List[Any], batch_size: int, threads: int,
-               repeats: int = 3) -> Dict[str, Any]:
+def _config(name: str, overrides: List[str], threads: int, *settings: str):
+    from experiments.config.validate import compose, to_typed
+
+    return to_typed(compose(["mode=infer", f"task={name}", f"inference.num_threads={threads}", *overrides,
+                             *settings]))
+
+
+def _our_defaults(name: str, overrides: List[str], inputs: List[Any], threads: int) -> Callable[[], Any]:
+    """One pass the way ``mode=infer`` runs at its defaults (inference.dtype, batch size, token budget, path)."""
     import torch
 
-    from experiments.config.validate import compose, to_typed
     from experiments.infer import load_task
     from experiments.infer.batching import plan_batches, run_batches
 
-    cfg = to_typed(compose(["mode=infer", f"task={name}", f"inference.batch_size={batch_size}",
-                            f"inference.num_threads={threads}", *overrides]))
+    cfg = _config(name, overrides, threads)
+    task = load_task(cfg)
+    batch = [task.adapt_input(task.check_input(x)) for x in inputs]
+    inference = cfg.inference
+    batches = plan_batches(task.token_costs(batch), inference.batch_size, inference.sort_by_length,
+                           inference.max_batch_tokens)
+    fn = task.pipeline if inference.path == "pipeline" and task.has_pipeline else task.manual
+    with torch.inference_mode():
+        fn(batch[:2])  # warm-up
+    return lambda: run_batches(fn, batch, batches, progress=False)
+
+
+def bench_task(name: str, overrides: List[str], inputs: List[Any], batch_size: int, threads: int,
+               repeats: int = 3) -> Dict[str, Any]:
+    """items/s per column. ``ours/defaults``: mode=infer at its defaults; the other columns share float32
+    weights and --batch-size, so they compare the code paths alone."""
+    import torch
+
+    from experiments.infer import load_task
+    from experiments.infer.batching import plan_batches, run_batches
+
+    cfg = _config(name, overrides, threads, f"inference.batch_size={batch_size}", "inference.dtype=float32",
+                  "inference.max_batch_tokens=null")
     task = load_task(cfg)
     torch.set_num_threads(threads)
     batch = [task.adapt_input(task.check_input(x)) for x in inputs]
-    batches = plan_batches([task.length(x) for x in batch], batch_size, sort_by_length=True)
+    batches = plan_batches(task.token_costs(batch), batch_size, sort_by_length=True)
     row: Dict[str, Any] = {"task": name, "model": MODEL_LABELS[name], "n": len(batch)}
     with torch.inference_mode():  # warm-up: first-call costs stay out of every column
         task.manual(batch[:2])
         if task.has_pipeline:
             task.pipeline(batch[:2])
     columns: Dict[str, Callable[[], Any]] = {
+        "ours/defaults": _our_defaults(name, overrides, inputs, threads),
         "ours/manual": lambda: run_batches(task.manual, batch, batches, progress=False)}
     if task.has_pipeline:
         columns["ours/pipeline"] = lambda: run_batches(task.pipeline, batch, batches, progress=False)
@@ -178,6 +212,26 @@ def bench_task(name: str, overrides: List[str], inputs: List[Any], batch_size: i
     return row
 
 
+def label_agreement(model_dir: Path, sentences: List[str], threads: int, batch_size: int = 64) -> Dict[str, Any]:
+    """Share of sentences whose predicted label is the same with the inference.dtype=auto weights as with
+    float32 ones (text-classification, the model in ``model_dir``)."""
+    from experiments.infer import load_task
+    from experiments.infer.batching import plan_batches, run_batches
+
+    labels = {}
+    for dtype in ("float32", "auto"):
+        cfg = _config("text-classification", ["model=local", f"model.name_or_path={model_dir}"], threads,
+                      f"inference.dtype={dtype}")
+        task = load_task(cfg)
+        batches = plan_batches(task.token_costs(sentences), batch_size, True, cfg.inference.max_batch_tokens)
+        outputs = run_batches(task.manual, sentences, batches, progress=False).outputs
+        labels[dtype] = [(out if isinstance(out, dict) else out[0])["label"] for out in outputs]
+        labels[f"{dtype}_resolved"] = task.ctx.extra["speed"]["dtype"]
+    same = sum(a == b for a, b in zip(labels["float32"], labels["auto"]))
+    return {"model": str(model_dir), "n": len(sentences), "dtype": labels["auto_resolved"], "agree": same,
+            "agreement": same / len(sentences) if sentences else None}
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=ALL_TASKS, choices=ALL_TASKS)
@@ -188,6 +242,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per column (best is kept)")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--agreement-model", type=Path, default=None,
+                        help="a text-classification model dir (e.g. <sst2 run>/best): share of SST-2 dev labels "
+                             "the inference.dtype=auto weights predict as float32 does")
     args = parser.parse_args(argv)
 
     import torch
@@ -195,9 +252,12 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    from experiments.hardware import device_name
+
     data = args.data if (args.data / "MANIFEST.md").exists() else None
-    print(f"threads={args.threads} batch_size={args.batch_size} repeats={args.repeats} data={data or 'synthetic'} "
-          f"torch={torch.__version__}", flush=True)
+    device = device_name("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"device={device} threads={args.threads} batch_size={args.batch_size} repeats={args.repeats} "
+          f"data={data or 'synthetic'} torch={torch.__version__}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         models = build_models(Path(tmp))
@@ -207,20 +267,44 @@ def main(argv: Optional[List[str]] = None) -> None:
                              args.threads, args.repeats)
             rows.append(row)
             print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-    columns = ["ours/pipeline", "ours/manual", f"pipeline(bs={args.batch_size})", "one-by-one"]
-    header = f"{'task':26} {'model':10} {'n':>4} " + " ".join(f"{c:>15}" for c in columns)
-    header += f" {'ours/plain':>10} {'ours/1-by-1':>11}"
-    print("\nitems/s (higher is better); ours = the faster of ours/pipeline and ours/manual; "
-          "+head: MiniLM with a random task head; t5-small*: t5-small-shaped, random weights")
-    print(header)
-    for row in rows:
-        cells = " ".join(f"{row[c]:15.1f}" if c in row else f"{'n/a':>15}" for c in columns)
-        ours = max(row.get("ours/pipeline", 0.0), row["ours/manual"])
-        plain = row.get(f"pipeline(bs={args.batch_size})")
-        ratio_plain = f"{ours / plain:10.2f}" if plain else f"{'n/a':>10}"
-        print(f"{row['task']:26} {row['model']:10} {row['n']:4d} {cells} {ratio_plain} {ours / row['one-by-one']:11.2f}")
+    agreement = None
+    if args.agreement_model:
+        sentences = _sentences(data, 10**6)
+        agreement = label_agreement(args.agreement_model, sentences, args.threads)
+        print(json.dumps({"agreement": agreement}), flush=True)
+    print_table(rows, args.batch_size)
+    if agreement:
+        print(f"\nlabels with inference.dtype=auto ({agreement['dtype']}) = float32 labels on {agreement['agree']} of "
+              f"{agreement['n']} SST-2 dev sentences ({100 * agreement['agreement']:.2f} %)")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(json.dumps({"device": device, "threads": args.threads, "batch_size": args.batch_size,
+                                         "rows": rows, "agreement": agreement}, indent=2) + "\n")
+
+
+def ratios(row: Dict[str, Any], batch_size: int) -> Dict[str, Optional[float]]:
+    """defaults/plain: ours at mode=infer's defaults vs pipeline(batch_size) at its own (float32, input order);
+    same/plain: ours at the plain call's settings (float32, same batch size) vs it; ours/1-by-1."""
+    plain = row.get(f"pipeline(bs={batch_size})")
+    same = max(row.get("ours/pipeline", 0.0), row["ours/manual"])
+    return {"defaults/plain": row["ours/defaults"] / plain if plain else None,
+            "same/plain": same / plain if plain else None,
+            "defaults/1-by-1": row["ours/defaults"] / row["one-by-one"]}
+
+
+def print_table(rows: List[Dict[str, Any]], batch_size: int) -> None:
+    columns = ["ours/defaults", "ours/pipeline", "ours/manual", f"pipeline(bs={batch_size})", "one-by-one"]
+    names = ["defaults/plain", "same/plain", "defaults/1-by-1"]
+    print("\nitems/s (higher is better). ours/defaults: mode=infer at its defaults (inference.dtype=auto, token "
+          "budget); the other columns: float32 weights, the same batch size. +head: MiniLM with a random task head; "
+          "t5-small*: t5-small-shaped, random weights; generation runs a fixed number of new tokens, so items/s "
+          "ratios are tokens/s ratios")
+    print(f"{'task':26} {'model':10} {'n':>4} " + " ".join(f"{c:>15}" for c in columns)
+          + " " + " ".join(f"{n:>15}" for n in names))
+    for row in rows:
+        row["ratios"] = ratios(row, batch_size)
+        cells = " ".join(f"{row[c]:15.1f}" if c in row else f"{'n/a':>15}" for c in columns)
+        shown = " ".join(f"{v:15.2f}" if v is not None else f"{'n/a':>15}" for v in row["ratios"].values())
+        print(f"{row['task']:26} {row['model']:10} {row['n']:4d} {cells} {shown}")
 
 
 if __name__ == "__main__":

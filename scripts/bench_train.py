@@ -1,15 +1,38 @@
 #!/usr/bin/env python
-"""Fine-tuning benchmark: six comparisons measured side by side in one run.
+"""Fine-tuning benchmark: seven comparisons measured side by side in one run.
 
 Sections (``--sections``, default all):
 
 * ``loop_vs_hf``   samples/s of our Accelerate loop (``trainer=accelerate``) vs transformers' Trainer
                    (``trainer=hf_trainer``) on the same config.
+* ``defaults``     our defaults vs HF Trainer defaults: samples/s (``steady``) and eval accuracy of our loop at the
+                   framework's config defaults (``defaults_base_overrides``: the MiniLM base less its precision,
+                   grouping, collator and tokenizer-length keys, so ``trainer.mixed_precision``,
+                   ``trainer.group_by_length``, ``trainer.compile``, attention, optimizer settings, collator and
+                   tokenizer are whatever conf/ says), vs the Trainer set to what plain transformers does by
+                   default (``TRAINING_ARGUMENTS_DEFAULTS``: fp32, random batches, no torch.compile, lr 5e-5, no
+                   weight decay, no warm-up, eval batch 8; ``TRANSFORMERS_DEFAULTS``: SDPA attention, dynamic
+                   padding as the Trainer's default ``DataCollatorWithPadding``). Both at batch ``--batch-size``
+                   (32), on the MiniLM base's data, with the bench's harness keys (``HARNESS_FIELDS``: step count,
+                   logging once, no checkpoint inside the timed steps). What ``hf_trainer.py`` fixes and no config
+                   key undoes is found at run time (``training_arguments_vs_defaults``: its TrainingArguments
+                   against plain ``TrainingArguments()``, field by field) and printed with the section, with
+                   ``HF_DIFFERENCE_EFFECTS``' note on each. At the time of writing: ``logging_nan_inf_filter`` is
+                   off (the default checks every step's loss, a host sync per step on a GPU); evaluation every
+                   epoch, not never (inside the timed steps only if ``--steps`` passes an epoch);
+                   ``average_tokens_across_devices=False`` and ``data_seed`` = the seed (no effect on speed here);
+                   and ``use_cpu`` where there is no GPU. The optimizer follows our loop's (fused AdamW where
+                   torch has it, as TrainingArguments' default ``adamw_torch_fused``); where it is not fused, that
+                   shows as an ``optim`` difference.
 * ``padding``      dynamic padding + length-grouped batches vs static padding to 128 on real MRPC
                    (skipped, with the reason printed, when the mirror has no ``glue/MRPC``).
 * ``precision``    bf16 autocast vs fp32, with the eval accuracy of each.
 * ``utilisation``  achieved training FLOP/s (``metrics.json`` ``final.train_flops_per_second``) as a
-                   fraction of a 2048x2048 matmul peak of the same precision, measured in the same run.
+                   fraction of a square matmul peak of the same precision, measured in the same run (2048 on CPU,
+                   8192 on a GPU, where 2048 is too short to time); and MFU: the same FLOP/s as a fraction of the
+                   GPU's dense bf16 datasheet peak (``GPU_BF16_DENSE_TFLOPS``, NVIDIA datasheets, no sparsity),
+                   with the measured bf16 matmul peak beside it. On a CPU or a GPU the table lacks, no datasheet
+                   peak applies and only the measured-matmul utilisation is shown.
 * ``causal_lora``  tokens/s of a causal-LM LoRA fine-tune of SmolLM2-135M-Instruct (``experiment=bbc_smollm2_clm``:
                    BBC news in 256-token blocks, LoRA r=16 on q/k/v/o), our loop vs transformers' Trainer with
                    peft, same config; ``trainer.mixed_precision=auto`` (the preset's default) for both, the
@@ -19,12 +42,13 @@ Sections (``--sections``, default all):
                    batches of each task family, built by the task objects (``build_experiment``) and collated by
                    the task's own collator. Families whose data the mirror lacks are skipped, the reason printed.
 
-The first four sections share a MiniLM base (``base_overrides``); ``causal_lora`` has its own
-(``causal_base_overrides``). Every variant is composed the way the CLI does (``compose(overrides)`` then
-``to_typed``) and handed to the backend's ``run(typed, run_dir)``. Each variant runs in its own fresh process
-(with the same ``torch.set_num_threads``): one process cannot hold two Accelerate states with different mixed
-precision, and a fresh process gives every variant the same start. Variants are interleaved (A B C A B C ...) when
-``--repeats`` > 1, so drift on a shared CPU spreads over all of them; the median is reported.
+The first five sections share a MiniLM base (``base_overrides``; ``defaults`` leaves some of its keys to
+conf/); ``causal_lora`` has its own (``causal_base_overrides``). Every variant is composed the way the CLI does
+(``compose(overrides)`` then ``to_typed``) and handed to the backend's ``run(typed, run_dir)``. Each variant runs
+in its own fresh process (with the same ``torch.set_num_threads``): one process cannot hold two Accelerate states
+with different mixed precision, and a fresh process gives every variant the same start. Variants are interleaved
+(A B C A B C ...) when ``--repeats`` > 1, so drift on a shared CPU spreads over all of them; the median is
+reported.
 
 Two speed figures per run:
 
@@ -36,11 +60,18 @@ Two speed figures per run:
                 Trainer's figure includes its end-of-training evaluation and checkpoint save, ours
                 does not; so ratios use ``steady``.
 
+Devices: the script runs unchanged on a CUDA machine (both backends then train on the GPU). The device is
+printed first and recorded in ``--json`` (``meta.device_info``: the GPU's name, or the CPU's model from
+/proc/cpuinfo, with the core count). On CUDA the work is asynchronous, so every timed boundary waits for the
+GPU: the matmul peak synchronizes around each timed round, and the step clock times each step's end with a CUDA
+event recorded behind the step's kernels, read after a synchronize (``StepClock.step_times``).
+
 Examples::
 
     python scripts/bench_train.py --steps 10                         # quick: ~3-5 min on 2 cores
     python scripts/bench_train.py --steps 40 --repeats 2 --json bench.json
     python scripts/bench_train.py --steps 2 --sections loop_vs_hf --max-train-samples 64
+    python scripts/bench_train.py --sections defaults --steps 20 --json defaults.json
     python scripts/bench_train.py --sections causal_lora,padding_share --steps 10
 """
 from __future__ import annotations
@@ -49,6 +80,8 @@ import argparse
 import json
 import math
 import os
+import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -59,12 +92,127 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("loop_vs_hf", "padding", "precision", "utilisation", "causal_lora", "padding_share")
+SECTIONS = ("loop_vs_hf", "defaults", "padding", "precision", "utilisation", "causal_lora", "padding_share")
 STATIC_LENGTH = 128
-MATMUL_SIZE = 2048
+MATMUL_SIZE = 2048  # the matmul peak's size on CPU
+MATMUL_SIZE_CUDA = 8192  # on a GPU: a 2048 matmul takes tens of microseconds, too short to time against launches
 CAUSAL_PRESET = "bbc_smollm2_clm"
 CAUSAL_EVAL_SAMPLES = 8  # held-out blocks for the final eval of causal_lora (after the timed steps)
 IGNORE_INDEX = -100  # experiments.data.lm.IGNORE_INDEX: labels the loss skips
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The defaults section: what each side leaves to its defaults.
+# ----------------------------------------------------------------------------------------------------------
+
+# The MiniLM base's keys that the ``defaults`` section leaves to conf/ on our side.
+LEFT_TO_CONF = ("trainer.mixed_precision", "trainer.group_by_length", "collator", "tokenizer.max_length")
+
+# Plain transformers.TrainingArguments defaults and the override that gives each through hf_trainer.py's
+# training_arguments: (TrainingArguments field, its default, override). tests/test_bench_train.py checks them
+# against the installed transformers. Not mirrored: per_device_train_batch_size (8): the section compares at 32.
+TRAINING_ARGUMENTS_DEFAULTS = [
+    ("bf16", False, "trainer.mixed_precision=no"),
+    ("fp16", False, "trainer.mixed_precision=no"),
+    ("train_sampling_strategy", "random", "trainer.group_by_length=false"),
+    ("torch_compile", False, "trainer.compile=false"),
+    ("learning_rate", 5e-5, "trainer.lr=5e-5"),
+    ("weight_decay", 0.0, "trainer.weight_decay=0.0"),
+    ("warmup_steps", 0, "trainer.warmup_steps=0"),
+    ("warmup_steps", 0, "trainer.warmup_ratio=0.0"),  # hf_trainer.py passes warmup_steps or warmup_ratio
+    ("lr_scheduler_type", "linear", "trainer.scheduler=linear"),
+    ("max_grad_norm", 1.0, "trainer.max_grad_norm=1.0"),
+    ("per_device_eval_batch_size", 8, "trainer.per_device_eval_batch_size=8"),
+    ("gradient_accumulation_steps", 1, "trainer.gradient_accumulation_steps=1"),
+    ("dataloader_num_workers", 0, "trainer.dataloader_num_workers=0"),
+    ("seed", 42, "trainer.seed=42"),
+]
+# Plain transformers outside TrainingArguments: from_pretrained's attention (SDPA) and, given a tokenizer, the
+# Trainer's DataCollatorWithPadding (dynamic padding).
+TRANSFORMERS_DEFAULTS = ["model.attn_implementation=sdpa", "collator=dynamic"]
+
+# TrainingArguments fields the bench itself sets, for every section: not differences of the HF side's defaults.
+HARNESS_FIELDS = ("output_dir", "per_device_train_batch_size", "max_steps", "logging_steps", "save_steps",
+                  "save_total_limit")
+
+# What each difference hf_trainer.py may fix (no config key undoes it) does to the comparison. The run records
+# the differences it finds (``training_arguments_vs_defaults``) and prints them with these notes.
+HF_DIFFERENCE_EFFECTS = {
+    "optim": "the default adamw_torch_fused is one fused kernel, usually a few percent faster",
+    "logging_nan_inf_filter": "the default checks every step's loss for nan/inf: a host sync per step on a GPU "
+                              "(next to nothing on CPU), which the HF side here does not pay",
+    "eval_strategy": "evaluation lands inside the timed steps only if --steps passes an epoch (~115 steps of full "
+                     "MRPC at batch 32); our loop evaluates every epoch too",
+    "do_eval": "follows eval_strategy",
+    "average_tokens_across_devices": "no effect on one process",
+    "data_seed": "None falls back to the seed: the same batches",
+    "use_cpu": "set where there is no GPU, where plain TrainingArguments falls back to the CPU anyway",
+    "dataloader_pin_memory": "follows use_cpu: pinned memory only speeds copies to a GPU",
+}
+
+# ----------------------------------------------------------------------------------------------------------
+# Devices: what the run trains on, and the datasheet peak MFU is measured against.
+# ----------------------------------------------------------------------------------------------------------
+
+DATASHEET_SOURCE = "NVIDIA datasheets: dense bf16 tensor-core peak (no sparsity)"
+
+# (GPU, pattern searched in torch.cuda.get_device_name(), case-insensitive, dense bf16 TFLOP/s). The first match
+# wins, so the more specific names come first; the patterns match whole words, so "L4" does not match "L40S" and
+# "H200" not "GH200". A10G (AWS G5) has no datasheet of its own: the A10's figure.
+GPU_BF16_DENSE_TFLOPS = [
+    ("H100 PCIe", r"\bH100\b.*\bPCIe\b", 756.0),
+    ("H100 NVL", r"\bH100\b.*\bNVL\b", 835.0),
+    ("H100 SXM", r"\bH100\b", 989.0),
+    ("H200 NVL", r"\bH200\b.*\bNVL\b", 835.0),
+    ("H200 SXM", r"\bH200\b", 989.0),
+    ("A100", r"\bA100\b", 312.0),
+    ("L40S", r"\bL40S\b", 362.0),
+    ("L4", r"\bL4\b", 121.0),
+    ("A10G", r"\bA10G\b", 125.0),
+    ("A10", r"\bA10\b", 125.0),
+    ("GeForce RTX 4090", r"\bRTX 4090\s*$", 165.0),
+]
+
+
+def datasheet_peak(device_name: str) -> Optional[Dict[str, Any]]:
+    """The GPU's dense bf16 datasheet peak, or None when the table has no entry for the name."""
+    for gpu, pattern, tflops in GPU_BF16_DENSE_TFLOPS:
+        if re.search(pattern, device_name, flags=re.IGNORECASE):
+            return {"gpu": gpu, "bf16_dense_flops_per_second": tflops * 1e12, "source": DATASHEET_SOURCE}
+    return None
+
+
+def cpu_model_name(cpuinfo: str) -> str:
+    """The first ``model name`` in /proc/cpuinfo's text; else what ``platform`` knows."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return value.strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe_device() -> Dict[str, Any]:
+    """What the backends train on: the GPU (by name) when CUDA is available, else the CPU model; the core count,
+    and the datasheet peak that applies (GPUs in GPU_BF16_DENSE_TFLOPS only)."""
+    import torch
+
+    cores = os.cpu_count()
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        return {"type": "cuda", "name": name, "gpus": torch.cuda.device_count(), "cpu_cores": cores,
+                "datasheet": datasheet_peak(name)}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    return {"type": "cpu", "name": cpu_model_name(cpuinfo), "gpus": 0, "cpu_cores": cores, "datasheet": None}
+
+
+def device_text(device: Dict[str, Any]) -> str:
+    if device["type"] == "cuda":
+        gpus = f"{device['gpus']} GPU{'s' if device['gpus'] != 1 else ''}"
+        return f"{device['name']} (cuda: {gpus} visible, training on GPU 0; {device['cpu_cores']} CPU cores)"
+    return f"{device['name']} (cpu, {device['cpu_cores']} cores)"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -79,6 +227,9 @@ VARIANT_OVERRIDES: Dict[str, List[str]] = {
     "static128": ["trainer=accelerate", "collator=static", f"tokenizer.max_length={STATIC_LENGTH}"],
     "causal_ours": ["trainer=accelerate"],
     "causal_hf": ["trainer=hf_trainer"],
+    "defaults_ours": ["trainer=accelerate"],
+    "defaults_hf": ["trainer=hf_trainer", *TRANSFORMERS_DEFAULTS,
+                    *dict.fromkeys(override for _, _, override in TRAINING_ARGUMENTS_DEFAULTS)],
 }
 
 VARIANT_LABELS = {
@@ -89,10 +240,14 @@ VARIANT_LABELS = {
     "static128": f"accelerate loop, static {STATIC_LENGTH}, fp32",
     "causal_ours": "accelerate loop, SmolLM2 + LoRA, 256-token blocks",
     "causal_hf": "HF Trainer + peft, SmolLM2 + LoRA, 256-token blocks",
+    "defaults_ours": "accelerate loop, our config defaults",
+    "defaults_hf": "HF Trainer, TrainingArguments defaults (fp32)",
 }
 
 # Which base a variant's overrides go on top of (see variant_overrides).
-VARIANT_BASE = {"causal_ours": "causal", "causal_hf": "causal"}
+VARIANT_BASE = {"causal_ours": "causal", "causal_hf": "causal", "defaults_ours": "defaults",
+                "defaults_hf": "defaults"}
+MINILM_BASES = ("minilm", "defaults")  # the bases on MRPC (or their stand-in when the mirror lacks it)
 
 SECTION_VARIANTS = {
     "loop_vs_hf": ["ours", "hf"],
@@ -100,6 +255,7 @@ SECTION_VARIANTS = {
     "precision": ["ours", "ours_bf16"],
     "utilisation": ["ours", "ours_bf16"],
     "causal_lora": ["causal_ours", "causal_hf"],
+    "defaults": ["defaults_ours", "defaults_hf"],
     "padding_share": [],  # no training: measured in this process (padding_share_rows)
 }
 
@@ -130,6 +286,13 @@ def base_overrides(args: argparse.Namespace, dataset: str) -> List[str]:
     if args.max_eval_samples:
         overrides.append(f"dataset.max_eval_samples={args.max_eval_samples}")
     return overrides
+
+
+def defaults_base_overrides(args: argparse.Namespace, dataset: str) -> List[str]:
+    """The ``defaults`` base: the MiniLM base without the keys in LEFT_TO_CONF, so our side trains at conf/'s
+    defaults for them; the harness keys (model, data, batch, steps, seed, no trackers, no saved model, one forward
+    per step for the clock) stay."""
+    return [o for o in base_overrides(args, dataset) if o.split("=", 1)[0] not in LEFT_TO_CONF]
 
 
 def causal_base_overrides(args: argparse.Namespace) -> List[str]:
@@ -188,10 +351,15 @@ class StepClock:
     (nesting depth 0) in training mode that receives ``labels`` and record the batch shape. Outermost,
     because a peft model passes ``labels`` down: ``PeftModelForCausalLM`` -> ``LoraModel`` ->
     ``LlamaForCausalLM`` are three labelled calls per step, of which only the first is the model call.
+
+    On CUDA (``cuda=None``: whenever CUDA is available) the hook also records a CUDA event on the current stream,
+    behind the step's kernels; ``step_times`` reads the events after a synchronize (see there).
     """
 
-    def __init__(self) -> None:
-        self.step_ends: List[float] = []
+    def __init__(self, cuda: Optional[bool] = None) -> None:
+        self.cuda = cuda
+        self._events: List[Any] = []  # CUDA: one timing event per optimizer step
+        self.step_ends: List[float] = []  # host clock at each optimizer step's hook
         self.batches: List[tuple] = []  # (batch size, padded sequence length) per training forward
         self.model_shape: Optional[Dict[str, int]] = None
         self.model_class: Optional[str] = None  # the class of the module whose calls were counted
@@ -202,6 +370,10 @@ class StepClock:
         from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
+        if self.cuda is None:
+            import torch
+
+            self.cuda = torch.cuda.is_available()
         self._handles = [register_optimizer_step_post_hook(self._on_step),
                          register_module_forward_pre_hook(self._on_enter),
                          register_module_forward_hook(self._on_forward, with_kwargs=True)]
@@ -213,6 +385,25 @@ class StepClock:
 
     def _on_step(self, optimizer, args, kwargs) -> None:
         self.step_ends.append(time.perf_counter())
+        if self.cuda:
+            import torch
+
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self._events.append(event)
+
+    def step_times(self) -> List[float]:
+        """End time (s) of every optimizer step. On CUDA the hook runs when the step's kernels are queued, not
+        done, so the host clock would time their launch: there each end is the CUDA event recorded behind the
+        step's kernels, read once after a ``torch.cuda.synchronize()`` (offset to the host clock's first end).
+        No synchronize per step: the clock does not stall the pipelining it measures."""
+        if not self._events:
+            return list(self.step_ends)
+        import torch
+
+        torch.cuda.synchronize()
+        first = self._events[0]
+        return [self.step_ends[0] + first.elapsed_time(event) / 1e3 for event in self._events]
 
     def _on_enter(self, module, args) -> None:
         self._depth += 1
@@ -235,12 +426,13 @@ class StepClock:
     def steady(self) -> Dict[str, Any]:
         """Throughput over steps 2..N (step 1 is warm-up), from the same clock for every backend."""
         shape = self.model_shape or {"non_embedding_params": 0, "layers": 0, "hidden": 0}
-        steps = len(self.step_ends)
+        ends = self.step_times()
+        steps = len(ends)
         out: Dict[str, Any] = {"steps_seen": steps, "forwards_seen": len(self.batches)}
         if steps < 2 or len(self.batches) != steps:
             return out  # needs >= 2 steps and one forward per step (gradient accumulation 1)
         window = self.batches[1:]
-        seconds = self.step_ends[-1] - self.step_ends[0]
+        seconds = ends[-1] - ends[0]
         samples = sum(b for b, _ in window)
         tokens = sum(b * s for b, s in window)
         # 6 x non-embedding params x tokens: forward 2 FLOPs per weight per token, backward 4.
@@ -255,19 +447,56 @@ class StepClock:
             "samples_per_second": samples / seconds,
             # Robust to bursts of load from other processes on a shared CPU: the median step's rate.
             "samples_per_second_median_step": statistics.median(
-                b / (t1 - t0) for (b, _), t0, t1 in zip(window, self.step_ends, self.step_ends[1:])),
+                b / (t1 - t0) for (b, _), t0, t1 in zip(window, ends, ends[1:])),
             "tokens_per_second": tokens / seconds,
             "tokens_per_second_median_step": statistics.median(
-                b * s / (t1 - t0) for (b, s), t0, t1 in zip(window, self.step_ends, self.step_ends[1:])),
+                b * s / (t1 - t0) for (b, s), t0, t1 in zip(window, ends, ends[1:])),
             "flops_per_second_6n": flops_6n / seconds,
             "attention_flops_fraction": flops_attention / flops_6n if flops_6n else 0.0,
             "mean_padded_length": tokens / samples,
-            "step_seconds": [b - a for a, b in zip(self.step_ends, self.step_ends[1:])],
+            "step_seconds": [b - a for a, b in zip(ends, ends[1:])],
         })
         return out
 
     def total_tokens(self) -> int:
         return sum(b * s for b, s in self.batches)
+
+
+def speed_settings(typed) -> Dict[str, Any]:
+    """The composed config's keys that the defaults section compares (as set, before ``auto`` resolves)."""
+    t = typed.trainer
+    return {"trainer.mixed_precision": t.mixed_precision, "trainer.group_by_length": t.group_by_length,
+            "trainer.compile": getattr(t, "compile", None),
+            "model.attn_implementation": getattr(typed.model, "attn_implementation", None),
+            "collator": typed.collator.name, "tokenizer.max_length": typed.tokenizer.max_length,
+            "trainer.lr": t.lr, "trainer.weight_decay": t.weight_decay, "trainer.warmup_ratio": t.warmup_ratio,
+            "trainer.warmup_steps": t.warmup_steps, "trainer.scheduler": t.scheduler,
+            "trainer.per_device_eval_batch_size": t.per_device_eval_batch_size,
+            "trainer.dataloader_num_workers": t.dataloader_num_workers}
+
+
+def training_arguments_vs_defaults(typed, run_dir: Path) -> Dict[str, Dict[str, Any]]:
+    """Every field where the TrainingArguments hf_trainer.py builds for this config differ from plain
+    ``TrainingArguments()``: ``{field: {"ours": value, "default": value}}`` (the harness fields left out)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    from experiments.train.hf_trainer import training_arguments
+
+    ours, plain = training_arguments(typed, run_dir), TrainingArguments(output_dir=str(run_dir))
+    differences = {}
+    for field in dataclasses.fields(TrainingArguments):
+        mine, default = _plain(getattr(ours, field.name, None)), _plain(getattr(plain, field.name, None))
+        if mine != default and field.name not in HARNESS_FIELDS:
+            differences[field.name] = {"ours": mine, "default": default}
+    return differences
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready form: enums as their value, other objects as text."""
+    value = getattr(value, "value", value)
+    return value if value is None or isinstance(value, (str, int, float, bool, list, dict)) else str(value)
 
 
 def run_worker(spec_path: Path) -> int:
@@ -301,6 +530,10 @@ def run_worker(spec_path: Path) -> int:
                                                "train_flops_per_second", "global_step", "train_loss")},
         "eval": {k: v for k, v in final.items() if k.startswith("eval_") and "runtime" not in k
                  and "per_second" not in k},
+        "settings": speed_settings(typed),
+        "resolved": payload.get("speed"),  # the run record's speed choices (auto resolved), where it has them
+        "training_arguments_vs_defaults": (training_arguments_vs_defaults(typed, run_dir)
+                                           if typed.trainer.backend == "hf_trainer" else None),
         "steady": clock.steady(),
         "model_shape": clock.model_shape,
         "model_class": clock.model_class,
@@ -321,13 +554,19 @@ def training_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def matmul_peak(threads: int, size: int = MATMUL_SIZE, seconds: float = 2.0) -> Dict[str, float]:
-    """FLOP/s of a size x size matmul in fp32 and bf16 on ``threads`` threads (best of timed rounds),
-    on the device the training runs on."""
+def matmul_size(device: str) -> int:
+    return MATMUL_SIZE_CUDA if device == "cuda" else MATMUL_SIZE
+
+
+def matmul_peak(threads: int, size: Optional[int] = None, seconds: float = 2.0) -> Dict[str, float]:
+    """FLOP/s of a size x size matmul (default ``matmul_size`` of the device) in fp32 and bf16 on ``threads``
+    threads (best of timed rounds), on the device the training runs on. On CUDA each timed round starts and
+    ends with a ``torch.cuda.synchronize()``, so it times the kernels, not their launch."""
     import torch
 
     torch.set_num_threads(threads)
     device = training_device()
+    size = size or matmul_size(device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     peaks = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
@@ -346,6 +585,9 @@ def matmul_peak(threads: int, size: int = MATMUL_SIZE, seconds: float = 2.0) -> 
             spent += elapsed
             best = max(best, 3 * 2.0 * size ** 3 / elapsed)
         peaks[name] = best
+        del a, b
+    if device == "cuda":
+        torch.cuda.empty_cache()  # the workers train on the same GPU
     return peaks
 
 
@@ -397,6 +639,9 @@ def summarise(name: str, repeats: List[Dict[str, Any]]) -> Dict[str, Any]:
         "eval_perplexity": median_or_none([r["eval"].get("eval_perplexity") for r in repeats]),
         "mixed_precision": sorted({str(r["mixed_precision"]) for r in repeats}),
         "eval": repeats[-1]["eval"],
+        "settings": repeats[-1].get("settings"),
+        "resolved": repeats[-1].get("resolved"),
+        "training_arguments_vs_defaults": repeats[-1].get("training_arguments_vs_defaults"),
         "flop_count_check": flop_count_check(repeats[-1]),
         "runs": repeats,
     }
@@ -436,8 +681,10 @@ def ratios(runs: Dict[str, Dict[str, Any]], a: str, b: str, unit: str = "samples
 
 
 def build_sections(sections: List[str], runs: Dict[str, Dict[str, Any]], peaks: Optional[Dict[str, float]],
-                   skipped: Dict[str, str], shares: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Dict[str, Any]]:
-    """Rows and the headline ratio of every requested section."""
+                   skipped: Dict[str, str], shares: Optional[List[Dict[str, Any]]] = None,
+                   device: Optional[Dict[str, Any]] = None,
+                   matmul_size: int = MATMUL_SIZE) -> Dict[str, Dict[str, Any]]:
+    """Rows and the headline ratio of every requested section (``device``: ``describe_device()``, for MFU)."""
     out: Dict[str, Dict[str, Any]] = {}
     for section in sections:
         if section in skipped:
@@ -449,6 +696,8 @@ def build_sections(sections: List[str], runs: Dict[str, Dict[str, Any]], peaks: 
         rows = [runs[v] for v in SECTION_VARIANTS[section]]
         if section == "loop_vs_hf":
             out[section] = {"rows": rows, "ratio_name": "ours/HF", **ratios(runs, "ours", "hf")}
+        elif section == "defaults":
+            out[section] = {"rows": rows, **defaults_section(runs)}
         elif section == "padding":
             out[section] = {"rows": rows, "ratio_name": "dynamic+grouped/static",
                             **ratios(runs, "dynamic_grouped", "static128"),
@@ -458,20 +707,7 @@ def build_sections(sections: List[str], runs: Dict[str, Dict[str, Any]], peaks: 
                             "eval_accuracy": {"fp32": runs["ours"]["eval_accuracy"],
                                               "bf16": runs["ours_bf16"]["eval_accuracy"]}}
         elif section == "utilisation":
-            util = {}
-            for precision, variant in (("fp32", "ours"), ("bf16", "ours_bf16")):
-                run = runs[variant]
-                util[precision] = {
-                    "variant": variant,
-                    "matmul_peak_flops_per_second": peaks[precision],
-                    "reported_flops_per_second": run["reported_flops_per_second"],
-                    "steady_flops_per_second": run["steady_flops_per_second_6n"],
-                    "utilisation_reported": ratio(run["reported_flops_per_second"], peaks[precision]),
-                    "utilisation_steady": ratio(run["steady_flops_per_second_6n"], peaks[precision]),
-                    "attention_flops_fraction": run["attention_flops_fraction"],
-                    "flop_count_check": run["flop_count_check"],
-                }
-            out[section] = {"rows": rows, "ratio_name": "utilisation", "utilisation": util}
+            out[section] = {"rows": rows, **utilisation_section(runs, peaks, device, matmul_size)}
         elif section == "causal_lora":
             out[section] = {"rows": rows, "ratio_name": "ours/HF tokens/s",
                             **ratios(runs, "causal_ours", "causal_hf", unit="tokens"),
@@ -479,6 +715,60 @@ def build_sections(sections: List[str], runs: Dict[str, Dict[str, Any]], peaks: 
                                                 "ours": runs["causal_ours"]["mixed_precision"],
                                                 "hf": runs["causal_hf"]["mixed_precision"]}}
     return out
+
+
+def defaults_section(runs: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """Our loop at conf/ defaults vs the Trainer at TrainingArguments defaults: samples/s, ratio, accuracy,
+    the precision each ran in and the settings each was composed with."""
+    ours, hf = runs["defaults_ours"], runs["defaults_hf"]
+    return {
+        "ratio_name": "our defaults/HF defaults",
+        **ratios(runs, "defaults_ours", "defaults_hf"),
+        "samples_per_second": {"ours": ours["steady_samples_per_second"], "hf": hf["steady_samples_per_second"]},
+        "eval_accuracy": {"ours": ours["eval_accuracy"], "hf": hf["eval_accuracy"]},
+        "mixed_precision": {"ours": ours["mixed_precision"], "hf": hf["mixed_precision"]},
+        "settings": {"ours": ours.get("settings"), "hf": hf.get("settings")},
+        "resolved": {"ours": ours.get("resolved"), "hf": hf.get("resolved")},
+        "hf_vs_training_arguments_defaults": {
+            field: {**values, "effect": HF_DIFFERENCE_EFFECTS.get(field, "not annotated")}
+            for field, values in (hf.get("training_arguments_vs_defaults") or {}).items()},
+    }
+
+
+def utilisation_section(runs: Dict[str, Dict[str, Any]], peaks: Dict[str, float],
+                        device: Optional[Dict[str, Any]], matmul_size: int) -> Dict[str, Any]:
+    """Achieved 6N FLOP/s of the fp32 and bf16 runs as a fraction of the measured matmul peak of the same
+    precision, and (MFU) of the GPU's dense bf16 datasheet peak when one applies."""
+    datasheet = (device or {}).get("datasheet")
+    datasheet_flops = datasheet["bf16_dense_flops_per_second"] if datasheet else None
+    util = {}
+    for precision, variant in (("fp32", "ours"), ("bf16", "ours_bf16")):
+        run = runs[variant]
+        util[precision] = {
+            "variant": variant,
+            "matmul_size": matmul_size,
+            "matmul_peak_flops_per_second": peaks[precision],
+            "reported_flops_per_second": run["reported_flops_per_second"],
+            "steady_flops_per_second": run["steady_flops_per_second_6n"],
+            "utilisation_reported": ratio(run["reported_flops_per_second"], peaks[precision]),
+            "utilisation_steady": ratio(run["steady_flops_per_second_6n"], peaks[precision]),
+            "mfu_reported": ratio(run["reported_flops_per_second"], datasheet_flops),
+            "mfu_steady": ratio(run["steady_flops_per_second_6n"], datasheet_flops),
+            "attention_flops_fraction": run["attention_flops_fraction"],
+            "flop_count_check": run["flop_count_check"],
+        }
+    return {"ratio_name": "utilisation", "utilisation": util, "datasheet": datasheet,
+            "measured_bf16_matmul_of_datasheet": ratio(peaks["bf16"], datasheet_flops),
+            "mfu_note": None if datasheet else no_datasheet_reason(device)}
+
+
+def no_datasheet_reason(device: Optional[Dict[str, Any]]) -> str:
+    if not device:
+        return "no datasheet peak applies: the device is unknown"
+    if device["type"] != "cuda":
+        return f"no datasheet peak applies to a CPU ({device['name']})"
+    known = ", ".join(gpu for gpu, _, _ in GPU_BF16_DENSE_TFLOPS)
+    return f"no datasheet peak known for {device['name']} (the table has: {known})"
 
 
 def fmt(value: Optional[float], spec: str = ".1f", suffix: str = "") -> str:
@@ -496,26 +786,7 @@ def _eval_cell(row: Dict[str, Any]) -> str:
 
 def render(meta: Dict[str, Any], sections: Dict[str, Dict[str, Any]]) -> str:
     """The printed report: one table for the training sections, one for padding_share, then the ratios."""
-    lines = [f"bench_train: steps={meta['steps']} repeats={meta['repeats']}"]
-    if "minilm" in meta["base_overrides"]:
-        lines.append(
-            f"  MiniLM sections: model=minilm dataset={meta['dataset']} batch={meta['batch_size']} "
-            f"max_train_samples={meta['max_train_samples']} max_eval_samples={meta['max_eval_samples']}")
-    if "causal" in meta["base_overrides"]:
-        lines.append(
-            f"  causal_lora: experiment={CAUSAL_PRESET} (SmolLM2-135M-Instruct GGUF + LoRA r=16 on q/k/v/o), "
-            f"batch={meta['causal_batch_size']} x 256-token blocks, max_eval_samples={CAUSAL_EVAL_SAMPLES}, "
-            f"trainer.mixed_precision=auto for both backends")
-    lines += [
-        f"torch.set_num_threads({meta['threads']}) (workers reported torch threads: {meta['worker_threads']}); "
-        f"cpu_count={meta['cpu_count']}; device {meta['device']}; torch {meta['torch']}; "
-        f"load average before/after {meta['load_before']} / {meta['load_after']} (the CPU is shared: noisy)",
-        "steady = optimizer steps 2..N (warm-up step excluded), same clock for both backends; med-step = "
-        "samples/s of the median step; tok/s = steady padded tokens/s; reported = the backend's own "
-        "final.train_samples_per_second (the Trainer's includes its final eval + checkpoint); "
-        "eval = accuracy, or ppl = perplexity",
-        "",
-    ]
+    lines = render_header(meta)
     training = {k: v for k, v in sections.items() if k != "padding_share"}
     if training:
         header = (f"{'section':<12} {'variant':<50} {'steady sps':>10} {'med-step':>8} {'tok/s':>8} {'reported':>9} "
@@ -536,38 +807,122 @@ def render(meta: Dict[str, Any], sections: Dict[str, Dict[str, Any]]) -> str:
     if training:
         lines += ["", "ratios (steady samples/s; [median-step samples/s]; causal_lora: tokens/s):"]
     for section, data in training.items():
-        if "skipped" in data:
-            lines.append(f"  {section}: skipped ({data['skipped']})")
-        elif section == "loop_vs_hf":
-            lines.append(f"  ours/HF                 = {fmt(data['ratio'], '.2f', 'x')} "
-                         f"[{fmt(data['ratio_median_step'], '.2f', 'x')}]")
-        elif section == "padding":
-            lines.append(f"  dynamic+grouped/static  = {fmt(data['ratio'], '.2f', 'x')} "
-                         f"[{fmt(data['ratio_median_step'], '.2f', 'x')}]   "
-                         f"(dynamic without grouping/static = {fmt(data['ratio_dynamic_ungrouped'], '.2f', 'x')})")
-        elif section == "precision":
-            acc = data["eval_accuracy"]
-            lines.append(f"  bf16/fp32               = {fmt(data['ratio'], '.2f', 'x')} "
-                         f"[{fmt(data['ratio_median_step'], '.2f', 'x')}]   "
-                         f"(eval accuracy fp32 {fmt(acc['fp32'], '.4f')}, bf16 {fmt(acc['bf16'], '.4f')})")
-        elif section == "utilisation":
-            for precision, u in data["utilisation"].items():
-                lines.append(
-                    f"  utilisation {precision}        = {fmt(_pct(u['utilisation_reported']), '.1f', '%')} "
-                    f"(metrics.json {fmt(_g(u['reported_flops_per_second']), '.1f')} GFLOP/s of a "
-                    f"{MATMUL_SIZE}x{MATMUL_SIZE} {precision} matmul at "
-                    f"{fmt(_g(u['matmul_peak_flops_per_second']), '.1f')} GFLOP/s); "
-                    f"steady {fmt(_pct(u['utilisation_steady']), '.1f', '%')}")
-                lines.append(
-                    f"      6N estimate check: loop's FLOP count / recount = {fmt(u['flop_count_check'], '.3f')}; "
-                    f"attention matmuls left out of 6N = +{fmt(_pct(u['attention_flops_fraction']), '.1f', '%')}")
-        elif section == "causal_lora":
-            mp = data["mixed_precision"]
-            lines.append(f"  causal LoRA ours/HF     = {fmt(data['ratio'], '.2f', 'x')} "
-                         f"[{fmt(data['ratio_median_step'], '.2f', 'x')}] tokens/s   "
-                         f"(trainer.mixed_precision={mp['setting']} -> ours {'/'.join(mp['ours'])}, "
-                         f"HF {'/'.join(mp['hf'])})")
+        lines += render_ratio(section, data)
     return "\n".join(lines)
+
+
+def render_header(meta: Dict[str, Any]) -> List[str]:
+    """The device first, then the bases and the run's settings."""
+    device = device_text(meta["device_info"]) if meta.get("device_info") else meta["device"]
+    lines = [f"bench_train: steps={meta['steps']} repeats={meta['repeats']}", f"device: {device}"]
+    if "minilm" in meta["base_overrides"] or "defaults" in meta["base_overrides"]:
+        lines.append(
+            f"  MiniLM sections: model=minilm dataset={meta['dataset']} batch={meta['batch_size']} "
+            f"max_train_samples={meta['max_train_samples']} max_eval_samples={meta['max_eval_samples']}")
+    if "defaults" in meta["base_overrides"]:
+        lines.append(f"  defaults: ours = the MiniLM base less {', '.join(LEFT_TO_CONF)} (conf/'s defaults); "
+                     f"HF = trainer=hf_trainer at TrainingArguments' defaults (fp32), same batch")
+    if "causal" in meta["base_overrides"]:
+        lines.append(
+            f"  causal_lora: experiment={CAUSAL_PRESET} (SmolLM2-135M-Instruct GGUF + LoRA r=16 on q/k/v/o), "
+            f"batch={meta['causal_batch_size']} x 256-token blocks, max_eval_samples={CAUSAL_EVAL_SAMPLES}, "
+            f"trainer.mixed_precision=auto for both backends")
+    return lines + [
+        f"torch.set_num_threads({meta['threads']}) (workers reported torch threads: {meta['worker_threads']}); "
+        f"cpu_count={meta['cpu_count']}; device {meta['device']}; torch {meta['torch']}; "
+        f"load average before/after {meta['load_before']} / {meta['load_after']} (the CPU is shared: noisy)",
+        "steady = optimizer steps 2..N (warm-up step excluded), same clock for both backends; med-step = "
+        "samples/s of the median step; tok/s = steady padded tokens/s; reported = the backend's own "
+        "final.train_samples_per_second (the Trainer's includes its final eval + checkpoint); "
+        "eval = accuracy, or ppl = perplexity",
+        "",
+    ]
+
+
+def render_ratio(section: str, data: Dict[str, Any]) -> List[str]:
+    """A section's lines under "ratios"."""
+    if "skipped" in data:
+        return [f"  {section}: skipped ({data['skipped']})"]
+    headline = f"{fmt(data.get('ratio'), '.2f', 'x')} [{fmt(data.get('ratio_median_step'), '.2f', 'x')}]"
+    if section == "loop_vs_hf":
+        return [f"  ours/HF                 = {headline}"]
+    if section == "defaults":
+        return render_defaults(data, headline)
+    if section == "padding":
+        return [f"  dynamic+grouped/static  = {headline}   "
+                f"(dynamic without grouping/static = {fmt(data['ratio_dynamic_ungrouped'], '.2f', 'x')})"]
+    if section == "precision":
+        acc = data["eval_accuracy"]
+        return [f"  bf16/fp32               = {headline}   "
+                f"(eval accuracy fp32 {fmt(acc['fp32'], '.4f')}, bf16 {fmt(acc['bf16'], '.4f')})"]
+    if section == "utilisation":
+        return render_utilisation(data)
+    if section == "causal_lora":
+        mp = data["mixed_precision"]
+        return [f"  causal LoRA ours/HF     = {headline} tokens/s   "
+                f"(trainer.mixed_precision={mp['setting']} -> ours {'/'.join(mp['ours'])}, "
+                f"HF {'/'.join(mp['hf'])})"]
+    return []
+
+
+def render_defaults(data: Dict[str, Any], headline: str) -> List[str]:
+    """Ratio, samples/s, accuracy and precision of each side; our side's resolved speed choices; then where the
+    HF side still differs from plain TrainingArguments."""
+    sps, acc, mp = data["samples_per_second"], data["eval_accuracy"], data["mixed_precision"]
+    ours = (data.get("settings") or {}).get("ours") or {}
+    grouping = ours.get("trainer.group_by_length")
+    lines = [f"  our/HF defaults         = {headline}   "
+             f"(ours {fmt(sps['ours'])} samples/s, eval accuracy {fmt(acc['ours'], '.4f')}, "
+             f"{precision_text(mp['ours'], ours.get('trainer.mixed_precision'))}, "
+             f"group_by_length {'n/a' if grouping is None else str(grouping).lower()}; "
+             f"HF {fmt(sps['hf'])} samples/s, eval accuracy {fmt(acc['hf'], '.4f')}, {precision_text(mp['hf'])})"]
+    resolved = (data.get("resolved") or {}).get("ours")
+    if resolved:
+        lines.append("      ours resolved: " + ", ".join(f"{k}={v}" for k, v in resolved.items() if k != "device"))
+    differences = data.get("hf_vs_training_arguments_defaults") or {}
+    if not differences:
+        return lines + ["      the HF side's TrainingArguments equal plain TrainingArguments() (bench harness aside)"]
+    lines.append("      the HF side vs plain TrainingArguments() (bench harness aside), fixed in hf_trainer.py:")
+    return lines + [f"        {field}={d['ours']} (default {d['default']}): {d['effect']}"
+                    for field, d in differences.items()]
+
+
+def precision_text(resolved: Sequence[str], setting: Optional[str] = None) -> str:
+    """``["no"]`` -> ``fp32``; with the setting when it differs: ``auto -> bf16``."""
+    text = "/".join("fp32" if p == "no" else p for p in resolved) or "n/a"
+    return f"mixed_precision {setting} -> {text}" if setting and setting not in resolved else text
+
+
+def render_utilisation(data: Dict[str, Any]) -> List[str]:
+    """Per precision: share of the measured matmul peak, the 6N check, MFU against the datasheet peak."""
+    lines = []
+    for precision, u in data["utilisation"].items():
+        size = u.get("matmul_size", MATMUL_SIZE)
+        lines += [
+            f"  utilisation {precision}        = {fmt(_pct(u['utilisation_reported']), '.1f', '%')} "
+            f"(metrics.json {flops_text(u['reported_flops_per_second'])} of a {size}x{size} {precision} matmul "
+            f"at {flops_text(u['matmul_peak_flops_per_second'])}); "
+            f"steady {fmt(_pct(u['utilisation_steady']), '.1f', '%')}",
+            f"      6N estimate check: loop's FLOP count / recount = {fmt(u['flop_count_check'], '.3f')}; "
+            f"attention matmuls left out of 6N = +{fmt(_pct(u['attention_flops_fraction']), '.1f', '%')}"]
+    sheet = data.get("datasheet")
+    if not sheet:
+        return lines + [f"  MFU: {data.get('mfu_note') or 'no datasheet peak applies'}; "
+                        f"utilisation above is against the measured matmul peak"]
+    peak = sheet["bf16_dense_flops_per_second"]
+    for precision, u in data["utilisation"].items():
+        lines.append(f"  MFU {precision}                = {fmt(_pct(u['mfu_reported']), '.2f', '%')} of the "
+                     f"{sheet['gpu']} bf16 datasheet peak {flops_text(peak)} "
+                     f"(steady {fmt(_pct(u['mfu_steady']), '.2f', '%')})")
+    bf16 = data["utilisation"]["bf16"]["matmul_peak_flops_per_second"]
+    return lines + [f"      measured bf16 matmul peak {flops_text(bf16)} = "
+                    f"{fmt(_pct(data['measured_bf16_matmul_of_datasheet']), '.1f', '%')} of it ({sheet['source']})"]
+
+
+def flops_text(value: Optional[float]) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value / 1e12:.1f} TFLOP/s" if value >= 1e12 else f"{value / 1e9:.1f} GFLOP/s"
 
 
 def render_shares(data: Dict[str, Any]) -> List[str]:
@@ -591,10 +946,6 @@ def render_shares(data: Dict[str, Any]) -> List[str]:
 
 def _pct(value: Optional[float]) -> Optional[float]:
     return None if value is None else 100.0 * value
-
-
-def _g(value: Optional[float]) -> Optional[float]:
-    return None if value is None else value / 1e9
 
 
 def _load() -> str:
@@ -754,18 +1105,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    if args.worker:
-        return run_worker(Path(args.worker))
-
-    import torch
-    from tqdm.auto import tqdm
-
+def plan_runs(args: argparse.Namespace) -> Dict[str, Any]:
+    """The dataset of the MiniLM bases, the sections skipped (and why), the variants to run and their bases."""
     skipped: Dict[str, str] = {}
     has_mrpc = mrpc_available(Path(args.mirror))
     dataset = "mrpc" if has_mrpc else "bbc_news"
-    if not has_mrpc and any(base_of(v) == "minilm" for s in args.sections for v in SECTION_VARIANTS[s]):
+    if not has_mrpc and any(base_of(v) in MINILM_BASES for s in args.sections for v in SECTION_VARIANTS[s]):
         reason = f"real MRPC not found under {args.mirror}/glue/MRPC (set --mirror or EXPERIMENTS_MIRROR)"
         if "padding" in args.sections:
             skipped["padding"] = reason
@@ -775,14 +1120,31 @@ def main(argv: Optional[List[str]] = None) -> int:
     for section in args.sections:
         if section not in skipped:
             needed += [v for v in SECTION_VARIANTS[section] if v not in needed]
-    all_bases = {"minilm": base_overrides(args, dataset), "causal": causal_base_overrides(args)}
+    all_bases = {"minilm": base_overrides(args, dataset), "defaults": defaults_base_overrides(args, dataset),
+                 "causal": causal_base_overrides(args)}
     bases = {name: overrides for name, overrides in all_bases.items() if any(base_of(v) == name for v in needed)}
+    return {"dataset": dataset, "skipped": skipped, "needed": needed, "bases": bases}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return run_worker(Path(args.worker))
+
+    import torch
+    from tqdm.auto import tqdm
+
+    device = describe_device()
+    print(f"device: {device_text(device)}", flush=True)
+    plan = plan_runs(args)
+    needed, bases = plan["needed"], plan["bases"]
 
     load_before = _load()
     peaks = None
+    size = matmul_size(device["type"])
     if "utilisation" in args.sections:
-        print(f"measuring {MATMUL_SIZE}x{MATMUL_SIZE} matmul peaks on {args.threads} threads ...", flush=True)
-        peaks = matmul_peak(args.threads)
+        print(f"measuring {size}x{size} matmul peaks on {device['type']} ({args.threads} threads) ...", flush=True)
+        peaks = matmul_peak(args.threads, size)
 
     results: Dict[str, List[Dict[str, Any]]] = {v: [] for v in needed}
     with tempfile.TemporaryDirectory(prefix="bench_train-") as tmp:
@@ -791,7 +1153,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             results[variant].append(run_variant(variant, variant_overrides(variant, bases), args.threads,
                                                 Path(tmp), index))
     if "utilisation" in args.sections:  # the peak again, after the runs: shows how much the CPU drifted
-        after = matmul_peak(args.threads)
+        after = matmul_peak(args.threads, size)
         peaks_each = {"before": peaks, "after": after}
         peaks = {k: max(peaks[k], after[k]) for k in peaks}  # the best seen: the fairest peak on a busy CPU
     shares = None
@@ -799,9 +1161,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         torch.set_num_threads(args.threads)
         shares = padding_share_rows(args.mirror, args.share_batches)
     runs = {v: summarise(v, results[v]) for v in needed}
-    sections = build_sections(args.sections, runs, peaks, skipped, shares)
+    sections = build_sections(args.sections, runs, peaks, plan["skipped"], shares, device, size)
     meta = {
-        "dataset": dataset,
+        "dataset": plan["dataset"],
         "steps": args.steps,
         "batch_size": args.batch_size,
         "causal_batch_size": args.causal_batch_size,
@@ -813,11 +1175,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         "worker_threads": sorted({t for r in runs.values() for t in r["torch_threads"]}),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
-        "device": training_device(),
+        "device": device["type"],
+        "device_name": device["name"],
+        "device_info": device,
+        "datasheet_peak": device["datasheet"],
         "load_before": load_before,
         "load_after": _load(),
         "mirror": args.mirror,
         "base_overrides": bases,
+        "matmul_size": size,
         "matmul_peaks_flops_per_second": peaks,
     }
     if peaks is not None:

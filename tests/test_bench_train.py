@@ -1,6 +1,7 @@
-"""scripts/bench_train.py: argument parsing, the variants' configs, the step clock (plain and peft models, our
-kind of loop and transformers' Trainer), the padding_share measurement and the report, on tiny inputs; and its
-smallest configuration end to end (slow)."""
+"""scripts/bench_train.py: argument parsing, the variants' configs (the defaults section's two sides against
+plain TrainingArguments), the step clock (plain and peft models, our kind of loop and transformers' Trainer, CUDA
+event times), the device description and datasheet peaks, the padding_share measurement and the report, on tiny
+or synthetic inputs; and its smallest configuration end to end (slow)."""
 from __future__ import annotations
 
 import importlib.util
@@ -192,6 +193,7 @@ def test_report_shows_tokens_per_second_and_the_shares(bench):
             {"family": "translation", "config": "SmolLM2", "skipped": "not in the mirror /x: a"}]},
     }
     meta = {"steps": 10, "repeats": 1, "base_overrides": {"causal": []}, "causal_batch_size": 8, "threads": 2,
+            "device_info": {"type": "cpu", "name": "Some CPU", "gpus": 0, "cpu_cores": 2, "datasheet": None},
             "worker_threads": [2], "cpu_count": 2, "device": "cpu", "torch": "x", "load_before": "1",
             "load_after": "1"}
     text = bench.render(meta, sections)
@@ -200,6 +202,215 @@ def test_report_shows_tokens_per_second_and_the_shares(bench):
     assert "trainer.mixed_precision=auto -> ours bf16, HF bf16" in text
     assert "15.0%" in text and "skipped: not in the mirror /x: a" in text
     assert "MiniLM sections" not in text
+    assert text.splitlines()[1] == "device: Some CPU (cpu, 2 cores)"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Devices and datasheet peaks.
+# ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, gpu, tflops", [
+    ("NVIDIA H100 80GB HBM3", "H100 SXM", 989), ("NVIDIA H100 PCIe", "H100 PCIe", 756),
+    ("NVIDIA H100 NVL", "H100 NVL", 835), ("NVIDIA H200", "H200 SXM", 989), ("NVIDIA H200 NVL", "H200 NVL", 835),
+    ("NVIDIA A100-SXM4-80GB", "A100", 312), ("NVIDIA A100 80GB PCIe", "A100", 312), ("NVIDIA L40S", "L40S", 362),
+    ("NVIDIA L4", "L4", 121), ("NVIDIA A10G", "A10G", 125), ("NVIDIA GeForce RTX 4090", "GeForce RTX 4090", 165),
+])
+def test_datasheet_peak_of_known_gpus(bench, name, gpu, tflops):
+    peak = bench.datasheet_peak(name)
+    assert peak["gpu"] == gpu and peak["bf16_dense_flops_per_second"] == pytest.approx(tflops * 1e12)
+    assert "NVIDIA datasheets" in peak["source"] and "no sparsity" in peak["source"]
+
+
+@pytest.mark.parametrize("name", ["NVIDIA L40", "NVIDIA GH200 480GB", "Tesla T4", "NVIDIA GeForce RTX 4090 Laptop GPU",
+                                  "AMD EPYC 9R14 96-Core Processor"])
+def test_no_datasheet_peak_for_other_devices(bench, name):
+    """Whole words: L4 is not L40, H200 is not GH200; anything not in the table has none."""
+    assert bench.datasheet_peak(name) is None
+
+
+def test_cpu_model_name_from_cpuinfo(bench):
+    text = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14 96-Core Processor\n\n" \
+           "processor\t: 1\nmodel name\t: AMD EPYC 9R14 96-Core Processor\n"
+    assert bench.cpu_model_name(text) == "AMD EPYC 9R14 96-Core Processor"
+    assert bench.cpu_model_name("processor\t: 0\n")  # no model name line (e.g. Arm): platform's answer
+
+
+def test_describe_device_here(bench):
+    import torch
+
+    device = bench.describe_device()
+    assert device["name"] and device["cpu_cores"] == __import__("os").cpu_count()
+    if not torch.cuda.is_available():
+        assert (device["type"], device["gpus"], device["datasheet"]) == ("cpu", 0, None)
+        assert bench.device_text(device) == f"{device['name']} (cpu, {device['cpu_cores']} cores)"
+    gpu = {"type": "cuda", "name": "NVIDIA H100 80GB HBM3", "gpus": 1, "cpu_cores": 16, "datasheet": None}
+    assert bench.device_text(gpu) == "NVIDIA H100 80GB HBM3 (cuda: 1 GPU visible, training on GPU 0; 16 CPU cores)"
+
+
+def test_step_clock_reads_cuda_events(bench, monkeypatch):
+    """On CUDA the step ends are the events' times (ms apart), offset to the host clock's first end."""
+    import torch
+
+    class Event:
+        def __init__(self, ms: float) -> None:
+            self.ms = ms
+
+        def elapsed_time(self, end: "Event") -> float:
+            return end.ms - self.ms
+
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: synced.append(True))
+    clock = bench.StepClock(cuda=True)
+    clock.step_ends = [100.0, 100.001, 100.002]  # when the steps were queued: not when they ran
+    clock._events = [Event(5.0), Event(505.0), Event(1505.0)]
+    assert clock.step_times() == pytest.approx([100.0, 100.5, 101.5]) and synced
+    clock.batches = [(4, 8)] * 3
+    steady = clock.steady()
+    assert steady["seconds"] == pytest.approx(1.5) and steady["samples_per_second"] == pytest.approx(8 / 1.5)
+    assert bench.StepClock(cuda=False).step_times() == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The defaults section: our conf/ defaults vs plain TrainingArguments defaults.
+# ---------------------------------------------------------------------------------------------------------
+
+def _bases(bench, tmp_path, *extra: str):
+    args = bench.parse_args(["--steps", "5", "--mirror", str(tmp_path), *extra])
+    return {"minilm": bench.base_overrides(args, "bbc_news"),
+            "defaults": bench.defaults_base_overrides(args, "bbc_news"), "causal": bench.causal_base_overrides(args)}
+
+
+def test_defaults_ours_keeps_the_config_defaults(bench, tmp_path):
+    from experiments.config.validate import compose, to_typed
+
+    bases = _bases(bench, tmp_path)
+    assert not [o for o in bases["defaults"] if o.split("=", 1)[0] in bench.LEFT_TO_CONF]
+    ours = to_typed(compose(bench.variant_overrides("defaults_ours", bases)))
+    plain = to_typed(compose(["dataset=bbc_news"]))  # no overrides of these keys at all
+    assert ours.trainer.backend == "accelerate" and ours.model.name == "minilm"
+    assert bench.speed_settings(ours) == bench.speed_settings(plain)
+    assert (ours.trainer.per_device_batch_size, ours.trainer.max_steps, ours.trainer.save_steps) == (32, 5, 6)
+    assert not ours.trainer.save_model and ours.logger.trackers == []
+
+
+def test_defaults_hf_is_training_arguments_defaults(bench, tmp_path):
+    """The HF side, built by hf_trainer.py, holds plain TrainingArguments' default in every field of the table
+    (the table itself is the installed transformers' defaults), and every field where it still differs carries
+    a note on its effect."""
+    from transformers import TrainingArguments
+
+    from experiments.config.validate import compose, to_typed
+    from experiments.train.hf_trainer import training_arguments
+
+    hf = to_typed(compose(bench.variant_overrides("defaults_hf", _bases(bench, tmp_path))))
+    assert (hf.trainer.backend, hf.collator.name, hf.trainer.per_device_batch_size) == ("hf_trainer", "dynamic", 32)
+    ours, plain = training_arguments(hf, tmp_path), TrainingArguments(output_dir=str(tmp_path))
+    for field, default, _ in bench.TRAINING_ARGUMENTS_DEFAULTS:
+        assert bench._plain(getattr(plain, field)) == default, field
+        assert bench._plain(getattr(ours, field)) == default, field
+    differences = bench.training_arguments_vs_defaults(hf, tmp_path)
+    assert not set(differences) & set(bench.HARNESS_FIELDS)
+    assert set(differences) <= set(bench.HF_DIFFERENCE_EFFECTS), "a new difference needs its note"
+    for field, values in differences.items():
+        assert values["ours"] != values["default"], field
+    json.dumps(differences)
+
+
+def test_plan_runs_for_the_defaults_section(bench, tmp_path, capsys):
+    args = bench.parse_args(["--sections", "defaults", "--steps", "3", "--mirror", str(tmp_path)])
+    plan = bench.plan_runs(args)
+    assert plan["needed"] == ["defaults_ours", "defaults_hf"] and set(plan["bases"]) == {"defaults"}
+    assert plan["dataset"] == "bbc_news" and "real MRPC not found" in capsys.readouterr().out  # no MRPC in tmp
+
+
+def _summary(bench, name: str, sps: float, accuracy: float, precision: str, **extra):
+    """What ``summarise`` gives, with made-up figures."""
+    return {"name": name, "label": bench.VARIANT_LABELS[name], "steady_samples_per_second": sps,
+            "median_step_samples_per_second": sps * 0.98, "steady_tokens_per_second": sps * 60,
+            "reported_samples_per_second": sps * 0.9, "mean_padded_length": 60.0, "eval_accuracy": accuracy,
+            "eval_perplexity": None, "mixed_precision": [precision], "reported_flops_per_second": None,
+            "steady_flops_per_second_6n": None, "attention_flops_fraction": None, "flop_count_check": None, **extra}
+
+
+def _meta(**extra):
+    return {"steps": 10, "repeats": 1, "dataset": "mrpc", "batch_size": 32, "max_train_samples": None,
+            "max_eval_samples": 200, "causal_batch_size": 8, "threads": 2, "worker_threads": [2], "cpu_count": 2,
+            "device": "cpu", "torch": "x", "load_before": "1", "load_after": "1", **extra}
+
+
+def test_defaults_section_and_its_report(bench):
+    differences = {"logging_nan_inf_filter": {"ours": False, "default": True},
+                   "made_up_field": {"ours": 1, "default": 2}}
+    runs = {"defaults_ours": _summary(bench, "defaults_ours", 150.0, 0.7123, "bf16",
+                                      settings={"trainer.mixed_precision": "auto", "trainer.group_by_length": True},
+                                      resolved={"mixed_precision": "bf16", "optimizer": "adamw (fused)",
+                                                "device": "CPU (2 cores)"}),
+            "defaults_hf": _summary(bench, "defaults_hf", 100.0, 0.7, "no",
+                                    settings={"trainer.mixed_precision": "no", "trainer.group_by_length": False},
+                                    training_arguments_vs_defaults=differences)}
+    section = bench.build_sections(["defaults"], runs, None, {})["defaults"]
+    assert section["ratio"] == pytest.approx(1.5) and section["ratio_median_step"] == pytest.approx(1.5)
+    assert section["samples_per_second"] == {"ours": 150.0, "hf": 100.0}
+    assert section["eval_accuracy"] == {"ours": 0.7123, "hf": 0.7}
+    found = section["hf_vs_training_arguments_defaults"]
+    assert found["logging_nan_inf_filter"]["effect"] == bench.HF_DIFFERENCE_EFFECTS["logging_nan_inf_filter"]
+    assert found["made_up_field"] == {"ours": 1, "default": 2, "effect": "not annotated"}
+    json.dumps(section)  # --json keeps it machine-readable
+
+    text = bench.render(_meta(base_overrides={"defaults": []}), {"defaults": section})
+    assert "accelerate loop, our config defaults" in text and "HF Trainer, TrainingArguments defaults" in text
+    assert "our/HF defaults         = 1.50x [1.50x]" in text
+    assert ("ours 150.0 samples/s, eval accuracy 0.7123, mixed_precision auto -> bf16, group_by_length true; "
+            "HF 100.0 samples/s, eval accuracy 0.7000, fp32") in text
+    assert "ours resolved: mixed_precision=bf16, optimizer=adamw (fused)\n" in text  # the device is printed on top
+    assert "logging_nan_inf_filter=False (default True): the default checks every step's loss" in text
+    assert "made_up_field=1 (default 2): not annotated" in text
+    assert "defaults: ours = the MiniLM base less trainer.mixed_precision" in text
+    runs["defaults_hf"]["training_arguments_vs_defaults"] = {}
+    text = bench.render(_meta(base_overrides={"defaults": []}),
+                        {"defaults": bench.build_sections(["defaults"], runs, None, {})["defaults"]})
+    assert "the HF side's TrainingArguments equal plain TrainingArguments()" in text
+
+
+def _utilisation_runs(bench):
+    flops = {"reported_flops_per_second": 2e12, "steady_flops_per_second_6n": 2.5e12,
+             "attention_flops_fraction": 0.05, "flop_count_check": 1.0}
+    return {"ours": _summary(bench, "ours", 100.0, 0.7, "no", **flops),
+            "ours_bf16": _summary(bench, "ours_bf16", 150.0, 0.7, "bf16",
+                                  **{**flops, "reported_flops_per_second": 5e12})}
+
+
+def test_utilisation_mfu_against_the_datasheet_peak(bench):
+    device = {"type": "cuda", "name": "NVIDIA H100 80GB HBM3", "gpus": 1, "cpu_cores": 16,
+              "datasheet": bench.datasheet_peak("NVIDIA H100 80GB HBM3")}
+    peaks = {"fp32": 50e12, "bf16": 700e12}
+    section = bench.build_sections(["utilisation"], _utilisation_runs(bench), peaks, {}, device=device,
+                                   matmul_size=8192)["utilisation"]
+    fp32, bf16 = section["utilisation"]["fp32"], section["utilisation"]["bf16"]
+    assert fp32["utilisation_reported"] == pytest.approx(2e12 / 50e12) and fp32["matmul_size"] == 8192
+    assert fp32["mfu_reported"] == pytest.approx(2 / 989) and bf16["mfu_reported"] == pytest.approx(5 / 989)
+    assert fp32["mfu_steady"] == pytest.approx(2.5 / 989)
+    assert section["measured_bf16_matmul_of_datasheet"] == pytest.approx(700 / 989) and section["mfu_note"] is None
+    text = "\n".join(bench.render_utilisation(section))
+    assert "of a 8192x8192 fp32 matmul at 50.0 TFLOP/s" in text
+    assert "MFU bf16                = 0.51% of the H100 SXM bf16 datasheet peak 989.0 TFLOP/s (steady 0.25%)" in text
+    assert "measured bf16 matmul peak 700.0 TFLOP/s = 70.8% of it (NVIDIA datasheets" in text
+
+
+@pytest.mark.parametrize("device, note", [
+    ({"type": "cpu", "name": "AMD EPYC", "gpus": 0, "cpu_cores": 2, "datasheet": None},
+     "no datasheet peak applies to a CPU (AMD EPYC)"),
+    ({"type": "cuda", "name": "Tesla T4", "gpus": 1, "cpu_cores": 8, "datasheet": None},
+     "no datasheet peak known for Tesla T4"),
+])
+def test_utilisation_without_a_datasheet_peak(bench, device, note):
+    peaks = {"fp32": 190e9, "bf16": 600e9}
+    section = bench.build_sections(["utilisation"], _utilisation_runs(bench), peaks, {}, device=device)["utilisation"]
+    assert section["datasheet"] is None and section["utilisation"]["fp32"]["mfu_reported"] is None
+    assert section["mfu_note"].startswith(note)
+    text = "\n".join(bench.render_utilisation(section))
+    assert "of a 2048x2048 fp32 matmul at 190.0 GFLOP/s" in text and "MFU fp32" not in text
+    assert f"MFU: {note}" in text and "utilisation above is against the measured matmul peak" in text
 
 
 @pytest.mark.slow

@@ -76,6 +76,24 @@ def _gpt2():
                                       bos_token_id=101, eos_token_id=102, pad_token_id=0))
 
 
+def _llama():
+    """Llama architecture (SmolLM2's): transformers keeps flattened examples apart by their position ids."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                                        bos_token_id=101, eos_token_id=102, pad_token_id=0))
+
+
+def _opt():
+    """OPT: positions come from the attention mask, so flattened examples are not kept apart."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    return OPTForCausalLM(OPTConfig(vocab_size=30522, hidden_size=32, ffn_dim=64, num_hidden_layers=2,
+                                    num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=256,
+                                    bos_token_id=101, eos_token_id=102, pad_token_id=0))
+
+
 BUILDERS: Dict[str, Callable] = {
     "classifier": _classifier,
     "nli": _nli,
@@ -84,6 +102,8 @@ BUILDERS: Dict[str, Callable] = {
     "qa": _qa,
     "t5": _t5,
     "gpt2": _gpt2,
+    "llama": _llama,
+    "opt": _opt,
 }
 
 
@@ -97,12 +117,12 @@ def build_all(root: Path, tokenizer_dir: Path) -> Dict[str, Path]:
     for name, build in BUILDERS.items():
         torch.manual_seed(0)
         model = build()
-        if name in ("t5", "gpt2"):
+        if name in ("t5", "gpt2", "llama", "opt"):
             model.generation_config.pad_token_id = 0
             model.generation_config.eos_token_id = 102
         target = root / name
         model.save_pretrained(str(target), safe_serialization=True)
-        if name in ("t5", "gpt2"):  # generators end their outputs with EOS: [SEP] (id 102), as configured
+        if name in ("t5", "gpt2", "llama", "opt"):  # generators end their outputs with EOS: [SEP] (id 102), as configured
             AutoTokenizer.from_pretrained(str(tokenizer_dir), eos_token="[SEP]").save_pretrained(str(target))
         else:
             tokenizer.save_pretrained(str(target))

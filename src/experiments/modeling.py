@@ -55,8 +55,18 @@ def load_config(model_dir: Path, model_cfg: ModelConfig):
             from None
 
 
+def training_attention(cfg) -> str:
+    """The attention implementation a fine-tune loads its model with (``model.attn_implementation``)."""
+    from experiments import hardware
+
+    device = "cuda" if hardware.cuda_available() else "cpu"
+    half = hardware.mixed_precision(cfg.trainer.mixed_precision) in hardware.HALF_PRECISIONS
+    return hardware.attn_implementation(cfg.model.attn_implementation, device, half=half, training=True)
+
+
 def load_sequence_classifier(model_dir: Path, model_cfg: ModelConfig, *, num_labels: int,
-                             id2label: Dict[int, str], is_regression: bool, pad_token_id: Optional[int] = None):
+                             id2label: Dict[int, str], is_regression: bool, pad_token_id: Optional[int] = None,
+                             attn_implementation: Optional[str] = None):
     """AutoModelForSequenceClassification with the dataset's labels (a new head if the checkpoint has none);
     returns (model, names of the weights the checkpoint lacked)."""
     from transformers import AutoConfig
@@ -70,11 +80,11 @@ def load_sequence_classifier(model_dir: Path, model_cfg: ModelConfig, *, num_lab
     if getattr(config, "pad_token_id", None) is None and pad_token_id is not None:
         config.pad_token_id = pad_token_id
     return load_for_training(model_dir, model_cfg, "AutoModelForSequenceClassification", "sequence-classification",
-                             {"config": config, "ignore_mismatched_sizes": True})
+                             {"config": config, "ignore_mismatched_sizes": True}, attn_implementation)
 
 
 def load_for_training(model_dir: Path, model_cfg: ModelConfig, auto_class: str, head: str,
-                      config_kwargs: Optional[Dict] = None):
+                      config_kwargs: Optional[Dict] = None, attn_implementation: Optional[str] = None):
     """``auto_class.from_pretrained`` for fine-tuning (safetensors or the configured GGUF file); returns
     (model, names of the weights the checkpoint lacked).
 
@@ -87,6 +97,8 @@ def load_for_training(model_dir: Path, model_cfg: ModelConfig, auto_class: str, 
     cls = getattr(transformers, auto_class)
     kwargs = dict(dtype=torch_dtype(model_cfg.dtype), trust_remote_code=model_cfg.trust_remote_code,
                   output_loading_info=True, **(config_kwargs or {}))
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
     if "config" not in kwargs:  # config attributes set on load (e.g. {hidden_dropout_prob: 0.0})
         kwargs.update(dict(model_cfg.config_overrides))
     if model_cfg.gguf_file:
@@ -127,3 +139,26 @@ def save_pretrained(model, tokenizer, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(directory), safe_serialization=True)
     tokenizer.save_pretrained(str(directory))
+
+
+def separates_flattened(model) -> bool:
+    """Whether ``model`` keeps examples apart in a padding-free row (position ids restarting per example, no
+    attention mask): the logits of two short examples flattened into one row must equal their logits run
+    one by one. transformers builds such per-example masks for many decoder-only models (Llama, GPT-2, ...)
+    but not all (OPT, BLOOM), so this is asked of the model itself, once, before training."""
+    import torch
+
+    vocab = int(model.get_input_embeddings().num_embeddings)
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    first, second = (torch.randint(3, vocab, (1, n), generator=generator).to(device) for n in (3, 4))
+    positions = torch.tensor([[0, 1, 2, 0, 1, 2, 3]], device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            flat = model(input_ids=torch.cat([first, second], dim=1), position_ids=positions, use_cache=False).logits
+            apart = torch.cat([model(input_ids=x, use_cache=False).logits for x in (first, second)], dim=1)
+    finally:
+        model.train(was_training)
+    return bool(torch.allclose(flat.float(), apart.float(), atol=1e-3, rtol=1e-3))

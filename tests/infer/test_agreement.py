@@ -40,11 +40,13 @@ def assert_same_ranking(a: dict, b: dict) -> None:
 
 
 def both_paths(config, inputs, *overrides):
+    """Both code paths on float32 weights (scores within 1e-5 need them; bf16, the default where it is fast,
+    is checked on labels below and by scripts/bench_infer.py --agreement-model on all of SST-2 dev)."""
     import torch
 
     from experiments.infer import load_task
 
-    task = load_task(config(*overrides))
+    task = load_task(config("inference.dtype=float32", *overrides))
     assert task.has_pipeline
     batch = [task.adapt_input(task.check_input(x)) for x in inputs]
     with torch.inference_mode():
@@ -62,6 +64,13 @@ def test_text_classification(config, tiny_models, extra):
     assert_agree(pipe, manual)
     first = manual[0][0] if extra else manual[0]
     assert first["label"] in ("negative", "positive") and 0.5 <= first["score"] <= 1.0
+
+
+def test_bf16_weights_give_both_paths_the_same_labels(config, tiny_models):
+    _, pipe, manual = both_paths(config, SENTENCES, "task=text-classification", "model=local",
+                                 f"model.name_or_path={tiny_models['classifier']}", "inference.dtype=bfloat16")
+    assert [p["label"] for p in pipe] == [m["label"] for m in manual]
+    assert [p["score"] for p in pipe] == pytest.approx([m["score"] for m in manual], abs=1e-2)
 
 
 def test_fill_mask_single_and_multiple_masks(config, tiny_models):

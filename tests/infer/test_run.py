@@ -115,6 +115,33 @@ def test_fill_mask_and_generation_runs(config, tiny_models, tmp_path):
     assert metrics["implementation"] == "pipeline" and predictions[1]["output"][0]["generated_text"]
 
 
+@pytest.mark.parametrize("path", ["pipeline", "manual"])
+def test_generation_reports_tokens_per_second_and_time_to_first_token_per_batch(config, tiny_models, tmp_path,
+                                                                               path):
+    inputs = "inference.inputs=[once upon a time there was,hi,a much longer prompt than the others here,ok]"
+    predictions, metrics = run(config, tmp_path, "task=text-generation", "model=local", f"inference.path={path}",
+                               f"model.name_or_path={tiny_models['gpt2']}", "task.max_new_tokens=5",
+                               "task.min_new_tokens=5", "inference.batch_size=2", inputs)
+    batches = metrics["generation_batches"]
+    assert [b["size"] for b in batches] == [2, 2] and len(batches) == metrics["num_batches"]
+    for row in batches:  # the first token comes after the prompt's forward pass, before the batch ends
+        assert 0 < row["time_to_first_token_s"] < row["seconds"]
+        assert row["generated_tokens"] > 0 and row["tokens_per_second"] == pytest.approx(
+            row["generated_tokens"] / row["seconds"])
+    final = metrics["final"]
+    generated = sum(b["generated_tokens"] for b in batches)
+    assert final["generated_tokens_per_second"] == pytest.approx(generated / final["total_seconds"])
+    assert 0 < final["time_to_first_token_p50_ms"] <= final["time_to_first_token_p95_ms"]
+    assert metrics["speed"] == {"dtype": "bfloat16" if _bf16_fast() else "float32", "attn_implementation": "sdpa",
+                                "compile": False}
+
+
+def _bf16_fast() -> bool:
+    from experiments.hardware import cpu_runs_bf16_fast
+
+    return cpu_runs_bf16_fast()
+
+
 def test_zero_shot_uses_dataset_label_names(config, tiny_models, tmp_path):
     rows = [{"text": "goal!", "label": "sport"}, {"text": "vote", "label": "politics"}]
     path = tmp_path / "in.jsonl"

@@ -14,6 +14,8 @@ from omegaconf import MISSING
 MODES = ("train", "infer")
 TRAINER_BACKENDS = ("accelerate", "hf_trainer")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+DISTRIBUTED = ("ddp", "fsdp")
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
 SCHEDULERS = (
     "linear",
     "cosine",
@@ -56,6 +58,13 @@ def _one_of(key: str, value: Any, allowed: tuple) -> None:
         raise ConfigValueError(key, f"{value!r} is not allowed (choose from: {', '.join(map(str, allowed))})")
 
 
+def _auto_bool(key: str, value: Any) -> str:
+    """``auto`` | ``true`` | ``false`` (YAML booleans accepted), as one of those three strings."""
+    text = str(value).lower()
+    _one_of(key, text, ("auto", "true", "false"))
+    return text
+
+
 def _positive(key: str, value: Optional[float], allow_zero: bool = False, allow_none: bool = True) -> None:
     if value is None:
         if not allow_none:
@@ -75,7 +84,9 @@ class ModelConfig:
     revision: str = "main"
     package: Optional[str] = None  # "module:subdir" of an installed package shipping the files
     gguf_file: Optional[str] = None  # load a GGUF file from the resolved directory
-    dtype: str = "float32"  # weights dtype when loading (float32 | bfloat16 | float16 | auto)
+    dtype: str = "float32"  # mode=train: weights dtype when loading (float32 | bfloat16 | float16 | auto)
+    # auto: flash_attention_2 on a GPU where flash-attn is installed, eager for bf16 training on an AMX CPU, else sdpa
+    attn_implementation: str = "auto"
     trust_remote_code: bool = False
     config_overrides: Dict[str, Any] = field(default_factory=dict)  # e.g. {hidden_dropout_prob: 0.0}
     # mode=train: a checkpoint without the task's head gets a new, randomly initialised one (false: stop)
@@ -83,6 +94,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _one_of("model.dtype", self.dtype, ("float32", "bfloat16", "float16", "auto"))
+        _one_of("model.attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
         if not str(self.name_or_path).strip():
             raise ConfigValueError("model.name_or_path", "must not be empty")
 
@@ -155,10 +167,14 @@ class DatasetConfig:
 class CollatorConfig:
     name: str = "dynamic"  # dynamic: pad to the longest in the batch; static: pad to tokenizer.max_length
     pad_to_multiple_of: Optional[int] = None
+    # causal-LM prompt -> response training: one flattened row per batch with position ids (no padding);
+    # auto: on for CUDA with the accelerate backend | true | false
+    padding_free: Any = "auto"
 
     def __post_init__(self) -> None:
         _one_of("collator.name", self.name, COLLATORS)
         _positive("collator.pad_to_multiple_of", self.pad_to_multiple_of)
+        self.padding_free = _auto_bool("collator.padding_free", self.padding_free)
 
 
 @dataclass
@@ -180,7 +196,10 @@ class TrainerConfig:
     eval_steps: Optional[int] = None  # None: evaluate at the end of every epoch
     save_steps: Optional[int] = None  # resumable checkpoint every N optimizer steps (None: every epoch)
     save_total_limit: int = 2
-    group_by_length: bool = False
+    group_by_length: bool = True  # batches of similar length (less padding), shuffled in blocks
+    compile: Any = "auto"  # torch.compile the model: auto (CUDA only) | true | false
+    # N processes: ddp keeps a full model copy in each; fsdp shards weights, gradients and optimizer state
+    distributed: str = "ddp"
     num_processes: int = 1
     num_machines: int = 1
     machine_rank: int = 0
@@ -201,6 +220,8 @@ class TrainerConfig:
         _one_of("trainer.backend", self.backend, TRAINER_BACKENDS)
         _one_of("trainer.scheduler", self.scheduler, SCHEDULERS)
         _one_of("trainer.mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _one_of("trainer.distributed", self.distributed, DISTRIBUTED)
+        self.compile = _auto_bool("trainer.compile", self.compile)
         _positive("trainer.lr", self.lr, allow_none=False)
         _positive("trainer.weight_decay", self.weight_decay, allow_zero=True, allow_none=False)
         _positive("trainer.epochs", self.epochs, allow_zero=True, allow_none=False)
@@ -218,6 +239,18 @@ class TrainerConfig:
         _positive("trainer.dataloader_num_workers", self.dataloader_num_workers, allow_zero=True, allow_none=False)
         if not 0 <= self.machine_rank < self.num_machines:
             raise ConfigValueError("trainer.machine_rank", f"must be in [0, {self.num_machines}), got {self.machine_rank}")
+        self._check_sharding()
+
+    def _check_sharding(self) -> None:
+        """``distributed=fsdp`` shards over processes of our own loop (Accelerate), so it needs more than one."""
+        if self.distributed != "fsdp":
+            return
+        if self.backend != "accelerate":
+            raise ConfigValueError("trainer.distributed", f"fsdp runs with trainer.backend=accelerate only (now "
+                                   f"{self.backend}); use trainer=accelerate, or trainer.distributed=ddp")
+        if self.num_processes * self.num_machines < 2:
+            raise ConfigValueError("trainer.distributed", "fsdp shards the model over processes: set "
+                                   "trainer.num_processes=N (N > 1), or use trainer.distributed=ddp")
 
 
 PEFT_METHODS = ("none", "lora")
@@ -288,7 +321,7 @@ class InferenceConfig:
     """Inference settings (``mode=infer``)."""
 
     path: str = "pipeline"  # pipeline | manual
-    batch_size: int = 8
+    batch_size: int = 64  # at most; max_batch_tokens may make a batch smaller
     split: Optional[str] = None  # dataset split to run on (None: dataset.eval_split)
     inputs: Optional[List[Any]] = None  # inputs given on the command line (None: not given; [] is an error)
     input_file: Optional[str] = None  # txt / jsonl / csv
@@ -296,6 +329,9 @@ class InferenceConfig:
     reference_column: Optional[str] = None  # jsonl/csv column holding the expected output (None: label, ...)
     max_samples: Optional[int] = None
     sort_by_length: bool = True
+    max_batch_tokens: Optional[int] = 8192  # a batch stops growing at this many (padded) tokens; None: no budget
+    dtype: str = "auto"  # weights dtype: auto (bfloat16 where the hardware runs it fast) | float32 | bfloat16 | float16
+    compile: Any = "auto"  # torch.compile the model: auto (CUDA only) | true | false
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: Optional[int] = None  # torch intra-op threads (None: torch's default)
     progress: bool = True  # progress bar over the batches
@@ -305,6 +341,9 @@ class InferenceConfig:
         _one_of("inference.path", self.path, ("pipeline", "manual"))
         _positive("inference.batch_size", self.batch_size, allow_none=False)
         _positive("inference.max_samples", self.max_samples)
+        _positive("inference.max_batch_tokens", self.max_batch_tokens)
+        _one_of("inference.dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
+        self.compile = _auto_bool("inference.compile", self.compile)
         _positive("inference.num_threads", self.num_threads)
         if not (self.device in ("auto", "cpu", "cuda", "mps") or str(self.device).startswith("cuda:")):
             raise ConfigValueError("inference.device", f"{self.device!r} is not allowed (auto, cpu, cuda, cuda:N, mps)")

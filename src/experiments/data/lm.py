@@ -222,3 +222,24 @@ def padding_share(batches: Iterable[Dict]) -> float:
         total += mask.numel()
         padded += int((mask == 0).sum())
     return padded / total if total else 0.0
+
+
+NUM_EXAMPLES = "num_examples"  # padding-free batches: how many examples the one flattened row holds
+
+
+def flattening_collator():
+    """transformers' DataCollatorWithFlattening (one row, position ids restarting at each example, the first
+    label of each example -100 so no example predicts the next one's start), plus the example count, which the
+    flattened row no longer shows (the training loop pops it)."""
+    from transformers import DataCollatorWithFlattening
+
+    class Flattening(DataCollatorWithFlattening):
+        flattens = True
+
+        def __call__(self, features, return_tensors=None, separator_id=None):
+            batch = super().__call__(features, return_tensors, separator_id)
+            batch[NUM_EXAMPLES] = len(features)
+            batch["use_cache"] = False  # with a cache, transformers does not build the per-example masks
+            return batch
+
+    return Flattening(return_position_ids=True, separator_id=IGNORE_INDEX)

@@ -252,13 +252,20 @@ def build_collator(tokenizer, cfg: CollatorConfig, tok_cfg: TokenizerConfig):
 
 
 def length_grouped_sampler(dataset, batch_size: int, seed: int):
-    """transformers' LengthGroupedSampler, re-seeded per epoch so runs (and resumed runs) repeat exactly."""
+    """transformers' LengthGroupedSampler whose order is a function of (seed, epoch) alone: every pass over an
+    epoch, the first or one resumed mid-epoch, draws the same order."""
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     class EpochLengthGroupedSampler(LengthGroupedSampler):
+        epoch = 0
+
         def set_epoch(self, epoch: int) -> None:
-            self.generator = torch.Generator().manual_seed(seed + epoch)
+            self.epoch = epoch
+
+        def __iter__(self):
+            self.generator = torch.Generator().manual_seed(seed + self.epoch)
+            return super().__iter__()
 
     lengths = [len(ids) for ids in dataset["input_ids"]]
     sampler = EpochLengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(seed))

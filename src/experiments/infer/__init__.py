@@ -29,8 +29,8 @@ def load_task(cfg, task=None):
     if cfg.inference.num_threads:
         torch.set_num_threads(cfg.inference.num_threads)
     device = pick_device(cfg.inference.device)
-    model, tokenizer, source = load_model(task, cfg, device)
-    task.ctx = Context(cfg, model, tokenizer, device, extra={"model_source": source})
+    model, tokenizer, source, speed = load_model(task, cfg, device)
+    task.ctx = Context(cfg, model, tokenizer, device, extra={"model_source": source, "speed": speed})
     return task
 
 
@@ -42,6 +42,8 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
         PREDICTIONS_FILE,
         count_tokens,
         final_metrics,
+        generation_batches,
+        generation_metrics,
         peak_memory_mb,
         write_predictions,
     )
@@ -70,13 +72,22 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
     if use_pipeline:
         task.get_pipeline()  # built before the clock starts
     fn = task.pipeline if use_pipeline else task.manual
-    batches = plan_batches([task.length(x) for x in inputs], inference.batch_size, inference.sort_by_length)
+    batches = plan_batches(task.token_costs(inputs), inference.batch_size, inference.sort_by_length,
+                           inference.max_batch_tokens)
     run = run_batches(fn, inputs, batches, progress=inference.progress, desc=f"{task.name} ({inference.path})")
 
     references = [item.reference for item in items]
     quality = task.quality(run.outputs, references) if any(r is not None for r in references) else {}
     tokens = count_tokens(task, items, run.outputs)
     final = final_metrics(len(items), tokens, run.batch_seconds, peak_memory_mb(device), quality)
+    per_batch: Dict[str, Any] = {}
+    if task.generates:
+        from experiments.tasks.generation import FIRST_TOKEN_TIMES
+
+        rows = generation_batches(task, batches, run.outputs, run.batch_seconds, run.batch_starts,
+                                  task.ctx.extra.get(FIRST_TOKEN_TIMES, []))
+        final.update(generation_metrics(rows))
+        per_batch["generation_batches"] = rows
 
     write_predictions(run_dir / PREDICTIONS_FILE, items, run.outputs)
     record = RunRecord(
@@ -87,8 +98,9 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
                  "implementation": "pipeline" if use_pipeline else "manual", "method": task.method_name(),
                  "model_name": cfg.model.name, "inputs": source, "num_items": len(items),
                  "num_batches": len(batches), "batch_size": inference.batch_size,
-                 "sort_by_length": inference.sort_by_length, "load_seconds": load_seconds, "tokens": tokens,
-                 "batch_seconds": run.batch_seconds})
+                 "max_batch_tokens": inference.max_batch_tokens, "sort_by_length": inference.sort_by_length,
+                 "speed": task.ctx.extra.get("speed", {}), "load_seconds": load_seconds, "tokens": tokens,
+                 "batch_seconds": run.batch_seconds, **per_batch})
     payload = write_record(run_dir, record)
     log.info("%s: %d items in %.2f s (%.1f items/s) -> %s", task.name, len(items), run.total_seconds,
              final["items_per_second"], run_dir / PREDICTIONS_FILE)

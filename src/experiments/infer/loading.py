@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 from experiments.config.schema import ExperimentConfig
 from experiments.errors import ExperimentError
@@ -21,9 +21,21 @@ def pick_device(name: str):
     return torch.device(name)
 
 
-def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any, str]:
-    """(model in eval mode on ``device``, tokenizer, "<origin>:<dir>" it came from) for ``task``; one-line
-    errors for unusable checkpoints."""
+def speed_choices(task: Task, cfg: ExperimentConfig, device) -> Dict[str, Any]:
+    """The dtype, attention implementation and compile decision of ``mode=infer`` on ``device``."""
+    from experiments import hardware
+
+    dtype = hardware.inference_dtype(cfg.inference.dtype, device)
+    attention = hardware.attn_implementation(cfg.model.attn_implementation, device.type,
+                                             half=dtype in ("bfloat16", "float16"), training=False)
+    # generate() runs one shape per new token: compiling its forward recompiles, so generation stays eager
+    compiled = hardware.use_compile(cfg.inference.compile, device.type) and not task.generates
+    return {"dtype": dtype, "attn_implementation": attention, "compile": compiled}
+
+
+def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any, str, Dict[str, Any]]:
+    """(model in eval mode on ``device``, tokenizer, "<origin>:<dir>" it came from, its speed choices) for
+    ``task``; one-line errors for unusable checkpoints."""
     import transformers
     from transformers import AutoConfig
 
@@ -46,9 +58,11 @@ def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any, str
         raise ExperimentError(f"cannot read the config of {where}: {str(exc).splitlines()[0][:200]}") from None
     auto_name = task.choose_auto_class(config, cfg.task)
     auto = getattr(transformers, auto_name)
+    speed = speed_choices(task, cfg, device)
     try:
         model, info = auto.from_pretrained(
-            str(weights.path), config=config, dtype=torch_dtype(model_cfg.dtype),
+            str(weights.path), config=config, dtype=torch_dtype(speed["dtype"]),
+            attn_implementation=speed["attn_implementation"],
             trust_remote_code=model_cfg.trust_remote_code, output_loading_info=True,
             **({} if model_cfg.gguf_file else {"use_safetensors": True}), **extra)
     except ValueError as exc:
@@ -76,5 +90,8 @@ def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any, str
     task.check_model(model, tokenizer, cfg.task)
     model.eval()
     model.to(device)
-    log.info("loaded %s as %s (%s) on %s", model_cfg.name_or_path, type(model).__name__, resolved.origin, device)
-    return model, tokenizer, f"{resolved.origin}:{resolved.path}"
+    if speed["compile"]:
+        model.compile(dynamic=True)  # in place: pipelines still see the model's own class
+    log.info("loaded %s as %s (%s) on %s: %s", model_cfg.name_or_path, type(model).__name__, resolved.origin, device,
+             ", ".join(f"{k}={v}" for k, v in speed.items()))
+    return model, tokenizer, f"{resolved.origin}:{resolved.path}", speed

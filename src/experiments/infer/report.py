@@ -40,6 +40,36 @@ def count_tokens(task: Task, items: List[Item], outputs: List[Any]) -> int:
     return int(total)
 
 
+def generation_batches(task: Task, batches: List[List[int]], outputs: List[Any], batch_seconds: List[float],
+                       batch_starts: List[float], first_token_times: List[float]) -> List[Dict[str, float]]:
+    """Per batch of a generating task: its size, seconds, generated tokens, tokens/s and time to first token
+    (from the first-token clock of its generate() call; absent when the calls did not match the batches)."""
+    tok = task.ctx.tokenizer
+    texts = [task.output_text(output) or "" for output in outputs]
+    counts = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]] if texts else []
+    timed = len(first_token_times) == len(batches)
+    rows = []
+    for number, (indices, seconds) in enumerate(zip(batches, batch_seconds)):
+        generated = sum(counts[i] for i in indices)
+        row = {"size": len(indices), "seconds": seconds, "generated_tokens": generated,
+               "tokens_per_second": generated / seconds if seconds > 0 else 0.0}
+        if timed:
+            row["time_to_first_token_s"] = first_token_times[number] - batch_starts[number]
+        rows.append(row)
+    return rows
+
+
+def generation_metrics(rows: List[Dict[str, float]]) -> Dict[str, float]:
+    """Final metrics of a generating run: generated tokens/s overall and time to first token percentiles."""
+    seconds = sum(row["seconds"] for row in rows) or 1e-9
+    final = {"generated_tokens_per_second": sum(row["generated_tokens"] for row in rows) / seconds}
+    first = [row["time_to_first_token_s"] for row in rows if "time_to_first_token_s" in row]
+    if first:
+        final["time_to_first_token_p50_ms"] = percentile_ms(first, 50)
+        final["time_to_first_token_p95_ms"] = percentile_ms(first, 95)
+    return final
+
+
 def write_predictions(path: Path, items: List[Item], outputs: List[Any]) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for item, output in zip(items, outputs):

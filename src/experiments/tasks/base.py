@@ -56,6 +56,8 @@ class Task:
 
     #: whether ``mode=train`` fine-tunes this task (see :class:`TrainingTask`).
     trains: bool = False
+    #: whether the task runs generate() (one forward per new token: inference stays eager, reports tokens/s)
+    generates: bool = False
 
     name: str = ""
     #: transformers.pipeline() task name, or None where transformers no longer has one.
@@ -115,10 +117,6 @@ class Task:
         """Fit a checked input to the loaded tokenizer (e.g. its mask token)."""
         return value
 
-    def length(self, value: Any) -> int:
-        """A cheap size of one input, for length-sorted batching."""
-        return len(value) if isinstance(value, str) else sum(len(str(v)) for v in value.values())
-
     def input_text(self, value: Any) -> List[str]:
         """The texts of one input the model reads (token counting)."""
         return [value] if isinstance(value, str) else [str(v) for v in value.values()]
@@ -126,6 +124,14 @@ class Task:
     def output_text(self, output: Any) -> Optional[str]:
         """Generated text of one output (token counting), or None for non-generative tasks."""
         return None
+
+    def token_costs(self, values: List[Any]) -> List[int]:
+        """Tokens each input occupies in a padded batch (its texts tokenized together, capped at the input
+        limit): what ``inference.max_batch_tokens`` budgets."""
+        limit = self.ctx.max_length
+        texts = [" ".join(self.input_text(value)) for value in values]
+        ids = self.ctx.tokenizer(texts, truncation=True, max_length=limit)["input_ids"]
+        return [len(row) for row in ids]
 
     # --- running ------------------------------------------------------------------------------------
     def pipeline_inputs(self, batch: List[Any]) -> List[Any]:
@@ -221,15 +227,21 @@ class TrainingTask:
 
     def new_model(self, model_dir, cfg, data, tokenizer):
         """The model to fine-tune: the checkpoint with this task's head (a new head if it has none)."""
-        from experiments.modeling import load_for_training
+        from experiments.modeling import load_for_training, training_attention
 
-        model, self.new_weights = load_for_training(model_dir, cfg.model, self.train_auto_class, self.head)
+        model, self.new_weights = load_for_training(model_dir, cfg.model, self.train_auto_class, self.head,
+                                                    attn_implementation=training_attention(cfg))
         if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
             model.config.pad_token_id = tokenizer.pad_token_id
         return model
 
     def collator(self, tokenizer, cfg):
         raise NotImplementedError
+
+    def flattening_works(self, model, cfg) -> bool:
+        """False when this task's train collator flattens batches (padding-free) and ``model`` cannot keep
+        the examples apart: the run then trains on padded batches (the eval collator's)."""
+        return True
 
     def eval_collator(self, tokenizer, cfg):
         """The collator of the eval split (e.g. without random masking)."""

@@ -87,11 +87,12 @@ class TextClassification(TrainingTask, Task):
         return self.data
 
     def new_model(self, model_dir, cfg, data, tokenizer):
-        from experiments.modeling import load_sequence_classifier
+        from experiments.modeling import load_sequence_classifier, training_attention
 
         model, self.new_weights = load_sequence_classifier(
             model_dir, cfg.model, num_labels=data.num_labels, id2label=data.id2label,
-            is_regression=data.is_regression, pad_token_id=tokenizer.pad_token_id)
+            is_regression=data.is_regression, pad_token_id=tokenizer.pad_token_id,
+            attn_implementation=training_attention(cfg))
         return model
 
     def collator(self, tokenizer, cfg):

@@ -8,13 +8,40 @@ the old pipeline shapes: ``[{"generated_text"}]``, ``[{"summary_text"}]``, ``[{"
 """
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, Dict, List, Optional
 
 from experiments.errors import ExperimentError
 from experiments.tasks.base import Context, Item, Task, TokenLossTraining, TrainingData, text_field
 
+log = logging.getLogger(__name__)
+
 LANGUAGES = {"en": "English", "de": "German", "fr": "French", "ro": "Romanian", "es": "Spanish", "it": "Italian",
              "nl": "Dutch", "pt": "Portuguese", "ru": "Russian", "zh": "Chinese", "ja": "Japanese", "cs": "Czech"}
+
+
+FIRST_TOKEN_TIMES = "first_token_times"  # Context.extra key: when each generate() call had its first new token
+
+
+def first_token_clock(times: List[float]):
+    """A stopping criterion that never stops: it appends the time of its first call (right after the first
+    new token of a generate() call) to ``times``, which gives time-to-first-token per batch."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class FirstTokenClock(StoppingCriteria):
+        seen = False
+
+        def __call__(self, input_ids, scores, **kwargs):
+            if not self.seen:
+                if input_ids.is_cuda:
+                    torch.cuda.synchronize(input_ids.device)
+                times.append(time.perf_counter())
+                self.seen = True
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([FirstTokenClock()])
 
 
 def language_name(code: Optional[str]) -> str:
@@ -25,6 +52,7 @@ class Generation(Task):
     """Shared generate() plumbing for causal and seq2seq models."""
 
     output_key = "generated_text"
+    generates = True
 
     # --- model --------------------------------------------------------------------------------------
     def method_name(self) -> str:
@@ -53,7 +81,13 @@ class Generation(Task):
             kwargs["min_new_tokens"] = task.min_new_tokens
         kwargs.update(task.options)
         kwargs.update(self.ctx.cfg.inference.options)
+        kwargs.setdefault("stopping_criteria", first_token_clock(self.ctx.extra.setdefault(FIRST_TOKEN_TIMES, [])))
         return kwargs
+
+    def token_costs(self, values: List[Any]) -> List[int]:
+        """The prompt and the tokens generated after it (the KV cache holds both)."""
+        new_tokens = int(self.generate_kwargs().get("max_new_tokens") or 0)
+        return [cost + new_tokens for cost in super().token_costs(values)]
 
     # --- prompts ------------------------------------------------------------------------------------
     def prompt(self, value: str) -> Any:
@@ -127,9 +161,47 @@ class GenerationTraining(TokenLossTraining):
                 for name, split in (("train", train), ("eval", evaluation))]
 
     def collator(self, tokenizer, cfg):
+        self.flattened = self.padding_free(cfg)
+        if self.flattened:
+            from experiments.data.lm import flattening_collator
+
+            return flattening_collator()
+        return self.eval_collator(tokenizer, cfg)
+
+    def flattening_works(self, model, cfg) -> bool:
+        from experiments.modeling import separates_flattened
+
+        if not getattr(self, "flattened", False) or separates_flattened(model):
+            return True
+        if cfg.collator.padding_free == "true":
+            raise ExperimentError(f"collator.padding_free=true, but {cfg.model.name_or_path} "
+                                  f"({model.config.model_type}) mixes flattened examples in attention (transformers "
+                                  f"builds no per-example mask for it): use collator.padding_free=false")
+        log.info("padding-free batches off: %s does not keep flattened examples apart", model.config.model_type)
+        return False
+
+    def eval_collator(self, tokenizer, cfg):
+        """Padded rows: evaluation needs one row per example (per-example losses, gathered across processes)."""
         from transformers import DataCollatorForSeq2Seq
 
         return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, pad_to_multiple_of=cfg.collator.pad_to_multiple_of)
+
+    def padding_free(self, cfg) -> bool:
+        """``collator.padding_free`` for this run: causal prompt -> target rows only (LM blocks have no padding;
+        encoder-decoder models cannot be flattened)."""
+        from experiments import hardware
+
+        device = "cuda" if hardware.cuda_available() else "cpu"
+        wanted = hardware.padding_free(cfg.collator.padding_free, device, cfg.trainer.backend)
+        if wanted and not self.shift_labels:
+            if cfg.collator.padding_free == "true":
+                raise ExperimentError(f"collator.padding_free=true flattens decoder-only batches; {cfg.model.name_or_path} "
+                                      f"is an encoder-decoder model: use collator.padding_free=false")
+            return False
+        return wanted and self.has_padding(cfg)
+
+    def has_padding(self, cfg) -> bool:
+        return True
 
     def inference_metrics(self, model, tokenizer, cfg, data) -> Dict[str, float]:
         limit = cfg.trainer.eval_generate_samples
@@ -173,6 +245,9 @@ class TextGeneration(GenerationTraining, Generation):
             raise ExperimentError("task=text-generation trains a decoder-only (causal) model; for an encoder-decoder "
                                   "model use task=summarization or task=translation")
         super().setup_training(model_config, cfg)
+
+    def has_padding(self, cfg) -> bool:
+        return bool(cfg.dataset.response_column)  # raw text is cut into equal blocks: nothing to flatten
 
     def training_data(self, raw, tokenizer, cfg) -> TrainingData:
         """Raw text cut into blocks of max_length tokens, or prompt -> response rows (dataset.response_column)."""

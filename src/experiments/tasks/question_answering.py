@@ -70,9 +70,6 @@ class QuestionAnswering(TrainingTask, Task):
             raise DataError(f"question-answering input without a question: {short(value)}")
         return {"question": str(value["question"]), "context": str(value["context"])}
 
-    def length(self, value: Any) -> int:
-        return len(value["question"]) + len(value["context"])
-
     def input_text(self, value: Any) -> List[str]:
         return [value["question"], value["context"]]
 

@@ -55,6 +55,11 @@ class ZeroShotClassification(Task):
         return {"sequence": sequence, "labels": [self.labels[i] for i in order], "scores": [scores[i] for i in order]}
 
     # --- NLI ----------------------------------------------------------------------------------------
+    def token_costs(self, values: List[Any]) -> List[int]:
+        """NLI runs one (text, hypothesis) pair per candidate label."""
+        costs = super().token_costs(values)
+        return costs if self.cfg.method == "embedding" else [c * len(self.labels) for c in costs]
+
     def _nli_scores(self, logits) -> List[List[float]]:
         """(sequences, labels, classes) logits -> per-label scores, as the pipeline computes them."""
         import torch

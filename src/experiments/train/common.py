@@ -29,6 +29,8 @@ class Experiment:
         from experiments import adapters
 
         model = self.task.new_model(self.model_dir, cfg, self.data, self.tokenizer)
+        if not self.task.flattening_works(model, cfg):
+            self.collator = self.eval_collator
         return adapters.wrap(model, cfg.peft, self.task.train_auto_class, self.task.new_weights)
 
 
@@ -63,23 +65,6 @@ def build_experiment(cfg, main_process_first=None) -> Experiment:
         compute = task.metric_function(cfg, data)
     return Experiment(task, tokenizer, data, task.collator(tokenizer, cfg), task.eval_collator(tokenizer, cfg),
                       resolved.path, compute, f"{resolved.origin}:{resolved.path}")
-
-
-def resolve_mixed_precision(value: str) -> str:
-    """``auto``: bf16 where the hardware runs it fast (GPUs with bf16, CPUs with AVX512-BF16 or AMX),
-    fp16 on older GPUs, else full precision. Other values pass through (fp16 needs a GPU)."""
-    import torch
-
-    if value == "fp16" and not torch.cuda.is_available():
-        raise ExperimentError("trainer.mixed_precision=fp16 needs a GPU; use bf16 or auto on CPU")
-    if value != "auto":
-        return value
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    try:
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
-    except (AttributeError, RuntimeError):
-        return "no"
 
 
 def best_metric_key(cfg, eval_metrics: Dict[str, float]) -> str:

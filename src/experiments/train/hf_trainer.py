@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from experiments import interrupts
+from experiments import hardware, interrupts
 from experiments.errors import ExperimentError, TrainingDiverged
 from experiments.interrupts import Interrupted
 from experiments.train.common import (
@@ -20,7 +20,6 @@ from experiments.train.common import (
     hydra_overrides,
     is_better,
     reset_accelerate_state,
-    resolve_mixed_precision,
     run_name,
 )
 
@@ -32,7 +31,8 @@ def training_arguments(cfg, run_dir: Path):
     from transformers import TrainingArguments
 
     t = cfg.trainer
-    precision = resolve_mixed_precision(t.mixed_precision)
+    precision = hardware.mixed_precision(t.mixed_precision)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     strategy = "steps" if t.eval_steps else "epoch"
     save_strategy = "steps" if t.save_steps else "epoch"
     return TrainingArguments(
@@ -61,7 +61,10 @@ def training_arguments(cfg, run_dir: Path):
         logging_nan_inf_filter=False,  # a diverged loss must show (and stop the run), not be averaged away
         dataloader_num_workers=t.dataloader_num_workers,
         average_tokens_across_devices=False,
-        optim="adamw_torch",  # the same optimizer as our loop, so the two backends compare like for like
+        # the same optimizer as our loop (fused where torch has it), so the two backends compare like for like
+        optim="adamw_torch_fused" if "fused" in hardware.adamw_options([torch.empty(1, device=device)])
+        else "adamw_torch",
+        torch_compile=hardware.use_compile(t.compile, device),
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=False,
@@ -227,7 +230,13 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
         mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no",
         resumed_from=str(resume) if resume else None,
         distributed_type=str(trainer.accelerator.distributed_type).split(".")[-1], task=cfg.task.name,
-        peft=cfg.peft.name, **adapters.parameter_counts(trainer.model), environment=environment(args.world_size))
+        peft=cfg.peft.name, **adapters.parameter_counts(trainer.model), environment=environment(args.world_size),
+        details={"speed": hardware.speed_settings(
+            mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+            attn_implementation=getattr(trainer.model.config, "_attn_implementation", None),
+            optimizer=str(args.optim).split(".")[-1].lower(), compile=args.torch_compile,
+            group_by_length=t.group_by_length, collator=cfg.collator.name,
+            device=hardware.device_name(args.device.type))})
     if not trainer.is_world_process_zero():
         return to_payload(record)
     if t.save_model:

@@ -36,13 +36,13 @@ def free_port() -> int:
 def launch_command(cfg, run_dir: Path) -> List[str]:
     import torch
 
-    from experiments.train.common import resolve_mixed_precision
+    from experiments.hardware import mixed_precision
 
     t = cfg.trainer
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
            "--num_processes", str(t.num_processes * t.num_machines if t.num_machines > 1 else t.num_processes),
            "--num_machines", str(t.num_machines), "--machine_rank", str(t.machine_rank),
-           "--mixed_precision", resolve_mixed_precision(t.mixed_precision), "--dynamo_backend", "no",
+           "--mixed_precision", mixed_precision(t.mixed_precision), "--dynamo_backend", "no",
            "--main_process_port", str(t.main_process_port or free_port())]
     if t.main_process_ip:
         cmd += ["--main_process_ip", t.main_process_ip]

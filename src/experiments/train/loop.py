@@ -1,6 +1,7 @@
 """The training recipe under Accelerate, config to loop in one file.
 
-Works unchanged on one CPU, N CPU processes (gloo DDP), and N GPUs: the launcher decides the world.
+Works unchanged on one CPU, N CPU processes (gloo DDP), and N GPUs: the launcher decides the world;
+``trainer.distributed=fsdp`` shards the model over the processes instead (``sharding.py``).
 Only the main process writes files and logs to trackers; metrics are gathered with
 ``gather_for_metrics``. Checkpoints hold everything needed to continue a killed run exactly.
 """
@@ -13,17 +14,17 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from experiments import interrupts
+from experiments import hardware, interrupts
+from experiments.data.lm import NUM_EXAMPLES
 from experiments.errors import TrainingDiverged
 from experiments.interrupts import Interrupted
-from experiments.train import checkpoints
+from experiments.train import checkpoints, sharding
 from experiments.train.common import (
     best_metric_key,
     build_experiment,
     hydra_overrides,
     is_better,
     reset_accelerate_state,
-    resolve_mixed_precision,
     run_name,
 )
 
@@ -40,7 +41,30 @@ def _optimizer(model, lr: float, weight_decay: float):
             continue
         (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=lr, **hardware.adamw_options(decay + no_decay))
+
+
+def _dynamo_plugin(setting: str):
+    """``trainer.compile``: Accelerate compiles the model in ``prepare`` (dynamic shapes: batches vary in length)."""
+    from accelerate.utils import TorchDynamoPlugin
+
+    device = "cuda" if hardware.cuda_available() else "cpu"
+    if hardware.use_compile(setting, device):
+        return TorchDynamoPlugin(backend="inductor", dynamic=True)
+    return TorchDynamoPlugin(backend="no")
+
+
+def _speed_settings(model, optimizer, collator, accelerator, cfg) -> Dict[str, Any]:
+    """The speed choices this run made (``auto`` resolved), recorded in metrics.json."""
+    fused = any(group.get("fused") for group in optimizer.param_groups)
+    return hardware.speed_settings(
+        mixed_precision=accelerator.mixed_precision,
+        attn_implementation=getattr(model.config, "_attn_implementation", None),
+        optimizer="adamw (fused)" if fused else "adamw (foreach)",
+        compile=str(accelerator.state.dynamo_plugin.backend).split(".")[-1].lower() != "no",
+        group_by_length=cfg.trainer.group_by_length, collator=cfg.collator.name,
+        padding_free=getattr(collator, "flattens", False), distributed=cfg.trainer.distributed,
+        device=hardware.device_name(accelerator.device.type))
 
 
 def _dataloaders(exp, cfg):
@@ -53,7 +77,10 @@ def _dataloaders(exp, cfg):
     common = dict(collate_fn=exp.collator, num_workers=t.dataloader_num_workers)
     if t.group_by_length:
         sampler = length_grouped_sampler(exp.data.train, t.per_device_batch_size, t.seed)
-        train = DataLoader(exp.data.train, batch_size=t.per_device_batch_size, sampler=sampler, **common)
+        # its own generator: starting an epoch's iterator (also a resumed one) then draws nothing from the
+        # global RNG, whose restored state the dropout masks after a resume depend on
+        train = DataLoader(exp.data.train, batch_size=t.per_device_batch_size, sampler=sampler,
+                           generator=torch.Generator().manual_seed(t.seed), **common)
     else:
         generator = torch.Generator().manual_seed(t.seed)
         train = DataLoader(exp.data.train, batch_size=t.per_device_batch_size, shuffle=True, generator=generator,
@@ -65,7 +92,8 @@ def _dataloaders(exp, cfg):
 
 def evaluate(model, dataloader, accelerator, exp, cfg, limit: Optional[int] = None) -> Dict[str, float]:
     """Loss and task metrics over the whole eval split, gathered from every process (no duplicates), plus
-    the task's inference-code metrics (span decoding, generation) run once on the main process."""
+    the task's inference-code metrics (span decoding, generation) run on the main process (under FSDP on
+    every process: a forward pass needs every process's shards), rank 0's result taken by all."""
     import torch
     from accelerate.utils import broadcast_object_list
 
@@ -84,7 +112,7 @@ def evaluate(model, dataloader, accelerator, exp, cfg, limit: Optional[int] = No
     columns = {key: torch.cat(values) for key, values in rows.items()}
     scores = exp.task.eval_metrics(columns, exp.compute_metrics)
     extra = [None]
-    if accelerator.is_main_process:
+    if accelerator.is_main_process or sharding.is_sharded(accelerator):
         with accelerator.autocast():  # the precision the eval forward passes ran in
             extra[0] = exp.task.inference_metrics(accelerator.unwrap_model(model), exp.tokenizer, cfg, exp.data)
     if accelerator.num_processes > 1:
@@ -127,6 +155,7 @@ class Recipe:
         self.accelerator = self.tracking = self.progress = None
         self._tic = 0.0
         self._running_loss, self._running_batches = 0.0, 0
+        self._checked_step = 0  # the step up to which the train loss is known to be finite
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -136,10 +165,12 @@ class Recipe:
         from experiments import adapters
 
         t = self.t
-        self.precision = resolve_mixed_precision(t.mixed_precision)
+        self.precision = hardware.mixed_precision(t.mixed_precision)
         self.accelerator = Accelerator(
             mixed_precision=self.precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed))
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
+            dynamo_plugin=_dynamo_plugin(t.compile), fsdp_plugin=sharding.fsdp_plugin(t))
+        sharding.activate(self.accelerator, t)
         set_seed(t.seed)
         stop = interrupts.current()
         self.exp = build_experiment(self.cfg, self.accelerator.main_process_first)
@@ -152,6 +183,8 @@ class Recipe:
                  f"{self.param_counts['total_params']:,}")
         train_dl, eval_dl = _dataloaders(self.exp, self.cfg)
         optimizer = _optimizer(model, t.lr, t.weight_decay)
+        self.speed = _speed_settings(model, optimizer, self.exp.collator, self.accelerator, self.cfg)
+        log.info("speed: %s", ", ".join(f"{k}={v}" for k, v in self.speed.items()))
         self.model, self.optimizer, self.train_dl, self.eval_dl = self.accelerator.prepare(
             model, optimizer, train_dl, eval_dl)
         self._schedule()
@@ -198,6 +231,7 @@ class Recipe:
         from tqdm.auto import tqdm
 
         self.model.train()
+        self._checked_step = self.state["global_step"]
         if self.t.eval_before_training and self.resume_from is None and not self.state["history"]:
             self.evaluate()  # step 0: the untrained model, measured by the same code (the baseline)
         self.progress = tqdm(total=self.total_steps, initial=self.state["global_step"], desc="train", unit="step",
@@ -212,6 +246,7 @@ class Recipe:
         state, t = self.state, self.t
         state["epoch"] = epoch
         loader = self.train_dl
+        loader.set_epoch(epoch)  # before skipping: the skipping loader draws from the same sampler
         if state["batches_in_epoch"]:
             loader = self.accelerator.skip_first_batches(self.train_dl, state["batches_in_epoch"])
         loader.set_epoch(epoch)
@@ -222,6 +257,7 @@ class Recipe:
             if self.train_step(batch, epoch) and self.after_optimizer_step():
                 break
         self._pause_clock()
+        self._check_loss(state["global_step"])
         state["epoch"], state["batches_in_epoch"] = epoch + 1, 0
         if not t.eval_steps:
             self.evaluate()
@@ -231,6 +267,7 @@ class Recipe:
     def train_step(self, batch, epoch: int) -> bool:
         """Forward, backward and (at the end of an accumulation) an optimizer step; True after that step."""
         accelerator, state = self.accelerator, self.state
+        examples = batch.pop(NUM_EXAMPLES, None) or batch["input_ids"].shape[0]  # a flattened row holds several
         with accelerator.accumulate(self.model):
             loss = self.model(**batch).loss
             accelerator.backward(loss)
@@ -240,15 +277,10 @@ class Recipe:
             self.scheduler.step()
             self.optimizer.zero_grad()
         state["batches_in_epoch"] += 1
-        state["samples_seen"] += batch["input_ids"].shape[0] * accelerator.num_processes
+        state["samples_seen"] += examples * accelerator.num_processes
         state["flos"] += 6.0 * self.n_params * batch["input_ids"].numel() * accelerator.num_processes
-        loss_value = loss.detach().float().item()
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(
-                f"training diverged: train loss is {loss_value} at step {state['global_step'] + 1} "
-                f"(epoch {epoch}); lower trainer.lr (now {self.t.lr}) or check the data; nothing was saved "
-                f"as best after it")
-        self._running_loss += loss_value
+        # summed on the device: the host waits for it only at logging, evaluation and checkpoint steps
+        self._running_loss = self._running_loss + loss.detach().float()
         self._running_batches += 1
         if not accelerator.sync_gradients:
             return False
@@ -259,23 +291,36 @@ class Recipe:
     def after_optimizer_step(self) -> bool:
         """Log, evaluate, checkpoint and honour a stop request at their intervals; True when training is done."""
         step, t = self.state["global_step"], self.t
+        evaluating = bool(t.eval_steps) and step % t.eval_steps == 0
+        saving = bool(t.save_steps) and step % t.save_steps == 0
+        if evaluating or saving or step == self.total_steps:
+            self._check_loss(step)  # nothing is evaluated or saved after a non-finite loss
         if step % t.log_every_n_steps == 0 or step == self.total_steps:
             self._log_train_loss(step)
-        if t.eval_steps and step % t.eval_steps == 0:
+        if evaluating:
             self._pause_clock()
             self.evaluate()
             self._tic = time.perf_counter()
-        if t.save_steps and step % t.save_steps == 0:
+        if saving:
             self._pause_clock()
             self.checkpoint()
             self._tic = time.perf_counter()
         self.stop_if_asked()
         return step >= self.total_steps
 
-    def _log_train_loss(self, step: int) -> None:
-        import torch
+    def _check_loss(self, step: int) -> None:
+        """Stop when a train loss since the last check was nan/inf (one host sync)."""
+        if self._running_batches and not math.isfinite(float(self._running_loss)):
+            since = self._checked_step
+            when = f"at step {step}" if since == step - 1 else f"between steps {since + 1} and {step}"
+            raise TrainingDiverged(
+                f"training diverged: train loss is {float(self._running_loss)} {when} (epoch {self.state['epoch']}); "
+                f"lower trainer.lr (now {self.t.lr}) or check the data; nothing was saved as best after it")
+        self._checked_step = step
 
-        mean = torch.tensor(self._running_loss / self._running_batches, device=self.accelerator.device)
+    def _log_train_loss(self, step: int) -> None:
+        self._check_loss(step)
+        mean = (self._running_loss / self._running_batches).to(self.accelerator.device)
         mean_loss = self.accelerator.reduce(mean, "mean").item()
         record = {"step": step, "epoch": round(step / self.steps_per_epoch, 4), "train_loss": mean_loss,
                   "lr": self.scheduler.get_last_lr()[0]}
@@ -304,7 +349,7 @@ class Recipe:
         if finite and is_better(cfg, key, results[key], state["best"]["value"] if state["best"] else None):
             state["best"] = {"metric": key, "value": results[key], "step": state["global_step"]}
             self.accelerator.wait_for_everyone()
-            if self.accelerator.is_main_process and self.t.save_model:
+            if self.t.save_model:
                 self.save_model("best")
         log.info("step %d: %s", state["global_step"],
                  ", ".join(f"{k}={v:.4f}" for k, v in results.items() if "runtime" not in k))
@@ -313,11 +358,14 @@ class Recipe:
         return results
 
     def save_model(self, name: str) -> None:
-        """``best/`` or ``last/``: the model (merged, with its adapter beside it, under peft) + tokenizer."""
+        """``best/`` or ``last/``: the model (merged, with its adapter beside it, under peft) + tokenizer.
+        Every process calls it (under FSDP gathering the weights is collective); the main process writes."""
         from experiments import adapters
 
-        adapters.save(self.accelerator.unwrap_model(self.model), self.exp.tokenizer, self.run_dir / name,
-                      self.cfg.peft, self.cfg.model)
+        model = sharding.full_model(self.accelerator, self.model, self.exp.task.train_auto_class,
+                                    self.cfg.model.trust_remote_code)
+        if self.accelerator.is_main_process:
+            adapters.save(model, self.exp.tokenizer, self.run_dir / name, self.cfg.peft, self.cfg.model)
 
     def checkpoint(self) -> None:
         checkpoints.save(self.accelerator, self.run_dir, self.state["global_step"], self.state,
@@ -350,7 +398,8 @@ class Recipe:
             global_batch_size=t.per_device_batch_size * accelerator.num_processes * t.gradient_accumulation_steps,
             mixed_precision=self.precision, resumed_from=str(self.resume_from) if self.resume_from else None,
             distributed_type=str(accelerator.distributed_type).split(".")[-1], task=self.cfg.task.name,
-            peft=self.cfg.peft.name, **self.param_counts, environment=environment(accelerator.num_processes))
+            peft=self.cfg.peft.name, **self.param_counts, environment=environment(accelerator.num_processes),
+            details={"speed": self.speed})
         if accelerator.is_main_process:
             return write_record(self.run_dir, record)
         return to_payload(record)
@@ -364,7 +413,7 @@ class Recipe:
             self.evaluate()
         results = self.results or {k: v for k, v in state["history"][-1].items() if k.startswith("eval_")}
         self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process and self.t.save_model:
+        if self.t.save_model:
             self.save_model("last")
         train_time = max(state["train_time_s"], 1e-9)
         final = {**results,
