@@ -16,3 +16,13 @@ def run_cli(*overrides: str, cwd: Path | None = None, env: dict | None = None, t
     cmd = [sys.executable, str(REPO / "run.py")] + (["-m"] if multirun else []) + list(overrides)
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run(cmd, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def load_script(name: str):
+    """A script of scripts/ imported as a module (its functions tested without running its main)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

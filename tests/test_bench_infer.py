@@ -1,7 +1,6 @@
 """scripts/bench_infer.py: the ratios it prints, the bf16-vs-float32 label agreement, and one small run end to end."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,10 +14,9 @@ SCRIPT = REPO / "scripts" / "bench_infer.py"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_infer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from cli_helpers import load_script
+
+    return load_script("bench_infer")
 
 
 def test_ratios_compare_our_defaults_and_our_paths_with_the_plain_call(bench):

@@ -4,7 +4,6 @@ event times), the device description and datasheet peaks, the padding_share meas
 or synthetic inputs; and its smallest configuration end to end (slow)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -23,10 +22,9 @@ def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from cli_helpers import load_script
+
+    return load_script("bench_train")
 
 
 def test_bad_section_is_a_usage_error():

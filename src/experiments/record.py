@@ -68,6 +68,8 @@ class RunRecord:
     global_batch_size: Optional[int] = None
     mixed_precision: Optional[str] = None
     resumed_from: Optional[str] = None
+    # train: why and when training ended ({"reason": "completed" | "early_stopping", "step", ...})
+    stopped: Optional[Dict[str, Any]] = None
     distributed_type: Optional[str] = None
     task: Optional[str] = None  # train: the task trained (task.name)
     peft: Optional[str] = None  # train: none | lora

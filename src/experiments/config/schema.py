@@ -215,6 +215,9 @@ class TrainerConfig:
     save_model: bool = True  # write best/ and last/ save_pretrained folders
     eval_before_training: bool = False  # evaluate the untrained model first (step 0: the baseline)
     eval_generate_samples: Optional[int] = 64  # generation tasks: eval examples generated per evaluation (None: all)
+    # stop after this many evaluations in a row without the best metric improving by more than the threshold
+    early_stopping_patience: Optional[int] = None  # None: never stop early
+    early_stopping_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         _one_of("trainer.backend", self.backend, TRAINER_BACKENDS)
@@ -233,7 +236,9 @@ class TrainerConfig:
         for key in ("per_device_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
                     "num_processes", "num_machines", "log_every_n_steps", "save_total_limit"):
             _positive(f"trainer.{key}", getattr(self, key), allow_none=False)
-        for key in ("eval_steps", "save_steps", "limit_train_batches", "limit_eval_batches", "eval_generate_samples"):
+        _positive("trainer.early_stopping_threshold", self.early_stopping_threshold, allow_zero=True, allow_none=False)
+        for key in ("eval_steps", "save_steps", "limit_train_batches", "limit_eval_batches", "eval_generate_samples",
+                    "early_stopping_patience"):
             _positive(f"trainer.{key}", getattr(self, key))
         _positive("trainer.max_grad_norm", self.max_grad_norm, allow_zero=True, allow_none=False)
         _positive("trainer.dataloader_num_workers", self.dataloader_num_workers, allow_zero=True, allow_none=False)

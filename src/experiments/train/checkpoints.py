@@ -80,6 +80,7 @@ def save(accelerator, run_dir: Path, step: int, state: Dict[str, Any], keep: int
         shutil.rmtree(directory)  # an unfinished attempt at this same step, from this run
     accelerator.wait_for_everyone()
     accelerator.save_state(str(directory))
+    accelerator.wait_for_everyone()  # every process's files (its RNG state, its shards) are written before listing
     if accelerator.is_main_process:
         payload = dict(state, _files=_files(directory))
         tmp = directory / (STATE_FILE + ".tmp")

@@ -87,6 +87,34 @@ def is_better(cfg, key: str, value: float, best: Optional[float]) -> bool:
     return better(value, best, higher_is_better(key, cfg.trainer.greater_is_better))
 
 
+def early_stop(cfg, key: str, history: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """Why the run stops now, or None: ``trainer.early_stopping_patience`` evaluations in a row (the newest
+    ones) did not beat the best value before them by more than ``trainer.early_stopping_threshold``. A function
+    of the evaluation history alone, so a resumed run decides as the uninterrupted one would."""
+    import math
+
+    from experiments.record import higher_is_better
+
+    t = cfg.trainer
+    if not t.early_stopping_patience:
+        return None
+    higher = higher_is_better(key, t.greater_is_better)
+    best, best_step, stale = None, None, 0
+    for row in history:
+        value = row.get(key)
+        if value is None or not math.isfinite(value):
+            stale += 1
+        elif best is None or (value - best if higher else best - value) > t.early_stopping_threshold:
+            best, best_step, stale = value, row["step"], 0
+        else:
+            stale += 1
+    if stale < t.early_stopping_patience:
+        return None
+    return {"reason": "early_stopping", "step": history[-1]["step"], "metric": key, "best": best,
+            "best_step": best_step, "patience": t.early_stopping_patience,
+            "threshold": t.early_stopping_threshold}
+
+
 def run_name(cfg, overrides: Optional[List[str]] = None) -> str:
     """A readable name from the overrides (``model=bert,trainer.lr=3e-5``) or model + dataset."""
     if cfg.logger.run_name:

@@ -17,6 +17,7 @@ from experiments.interrupts import Interrupted
 from experiments.train.common import (
     best_metric_key,
     build_experiment,
+    early_stop,
     hydra_overrides,
     is_better,
     reset_accelerate_state,
@@ -77,11 +78,36 @@ def _mirror_callback():
     from transformers import TrainerCallback
 
     class Mirror(TrainerCallback):
-        def __init__(self, lr: float, perplexity: bool) -> None:
-            self.lr, self.perplexity = lr, perplexity
+        def __init__(self, cfg, perplexity: bool) -> None:
+            self.cfg, self.lr, self.perplexity = cfg, cfg.trainer.lr, perplexity
             self.history: List[Dict[str, Any]] = []
             self.train_log: List[Dict[str, Any]] = []
             self.tracking = None
+            self.stopped: Optional[Dict[str, Any]] = None
+            self.evaluations: List[Dict[str, Any]] = []  # on every process (history: the main process's)
+
+        def _eval_row(self, step: int, metrics: Dict[str, Any]) -> Dict[str, Any]:
+            row = {k: float(v) for k, v in metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+            if self.perplexity and "eval_loss" in row:
+                row["eval_perplexity"] = math.exp(min(row["eval_loss"], 50.0))
+            return {"step": step, **row}
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            """A resumed run's evaluations so far (the Trainer restores its log history before this)."""
+            self.evaluations = [self._eval_row(entry["step"], entry) for entry in state.log_history
+                                if "eval_loss" in entry]
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            """``trainer.early_stopping_patience``: the same rule as our loop; every process decides alike."""
+            if not metrics or not self.cfg.trainer.early_stopping_patience:
+                return
+            row = self._eval_row(state.global_step, metrics)
+            self.evaluations.append(row)
+            key = best_metric_key(self.cfg, {k: v for k, v in row.items() if k != "step"})
+            stopped = early_stop(self.cfg, key, self.evaluations)
+            if stopped and state.global_step > 0:
+                self.stopped = stopped
+                control.should_training_stop = True
 
         def on_step_end(self, args, state, control, **kwargs):
             if interrupts.current().requested:  # checkpoint this step, then stop (raised after train())
@@ -154,7 +180,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
                               f"task={cfg.task.name} trains with trainer=accelerate (the default)")
     model = exp.new_model(cfg)
     name = run_name(cfg, hydra_overrides())
-    mirror = _mirror_callback()(t.lr, perplexity=exp.compute_metrics is None)
+    mirror = _mirror_callback()(cfg, perplexity=exp.compute_metrics is None)
     trainer = Trainer(model=model, args=args, train_dataset=exp.data.train, eval_dataset=exp.data.eval,
                       data_collator=exp.collator, processing_class=exp.tokenizer,
                       compute_metrics=_metric_function(exp) if exp.compute_metrics else None, callbacks=[mirror])
@@ -229,6 +255,7 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
         global_batch_size=t.per_device_batch_size * args.world_size * t.gradient_accumulation_steps,
         mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no",
         resumed_from=str(resume) if resume else None,
+        stopped=mirror.stopped or {"reason": "completed", "step": int(result.global_step)},
         distributed_type=str(trainer.accelerator.distributed_type).split(".")[-1], task=cfg.task.name,
         peft=cfg.peft.name, **adapters.parameter_counts(trainer.model), environment=environment(args.world_size),
         details={"speed": hardware.speed_settings(

@@ -22,6 +22,7 @@ from experiments.train import checkpoints, sharding
 from experiments.train.common import (
     best_metric_key,
     build_experiment,
+    early_stop,
     hydra_overrides,
     is_better,
     reset_accelerate_state,
@@ -139,6 +140,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
 def _new_state() -> Dict[str, Any]:
     """The loop counters a checkpoint carries (with Accelerate's model/optimizer/scheduler/RNG state)."""
     return {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "history": [], "train_log": [], "best": None,
+            "stopped": None,
             "samples_seen": 0, "train_time_s": 0.0, "flos": 0.0}
 
 
@@ -237,7 +239,7 @@ class Recipe:
         self.progress = tqdm(total=self.total_steps, initial=self.state["global_step"], desc="train", unit="step",
                              disable=not self.accelerator.is_local_main_process, dynamic_ncols=True)
         for epoch in range(self.state["epoch"], self.num_epochs):
-            if self.state["global_step"] >= self.total_steps:
+            if self.state["global_step"] >= self.total_steps or self.state.get("stopped"):
                 break
             self.train_epoch(epoch)
         self.progress.close()
@@ -306,7 +308,7 @@ class Recipe:
             self.checkpoint()
             self._tic = time.perf_counter()
         self.stop_if_asked()
-        return step >= self.total_steps
+        return step >= self.total_steps or bool(self.state.get("stopped"))
 
     def _check_loss(self, step: int) -> None:
         """Stop when a train loss since the last check was nan/inf (one host sync)."""
@@ -353,6 +355,11 @@ class Recipe:
                 self.save_model("best")
         log.info("step %d: %s", state["global_step"],
                  ", ".join(f"{k}={v:.4f}" for k, v in results.items() if "runtime" not in k))
+        stopped = early_stop(cfg, key, state["history"])
+        if stopped and state["global_step"] > 0:
+            state["stopped"] = stopped
+            log.info("early stopping at step %d: %s did not improve on %.4f (step %d) for %d evaluations",
+                     stopped["step"], key, stopped["best"], stopped["best_step"], stopped["patience"])
         self.save_metrics()
         self.results = results
         return results
@@ -398,6 +405,7 @@ class Recipe:
             global_batch_size=t.per_device_batch_size * accelerator.num_processes * t.gradient_accumulation_steps,
             mixed_precision=self.precision, resumed_from=str(self.resume_from) if self.resume_from else None,
             distributed_type=str(accelerator.distributed_type).split(".")[-1], task=self.cfg.task.name,
+            stopped=state.get("stopped") or ({"reason": "completed", "step": state["global_step"]} if final else None),
             peft=self.cfg.peft.name, **self.param_counts, environment=environment(accelerator.num_processes),
             details={"speed": self.speed})
         if accelerator.is_main_process:
