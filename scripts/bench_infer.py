@@ -160,16 +160,13 @@ def _our_defaults(name: str, overrides: List[str], inputs: List[Any], threads: i
     """One pass the way ``mode=infer`` runs at its defaults (inference.dtype, batch size, token budget, path)."""
     import torch
 
-    from experiments.infer import load_task
-    from experiments.infer.batching import plan_batches, run_batches
+    from experiments.infer import load_task, plan, runner
+    from experiments.infer.batching import run_batches
 
     cfg = _config(name, overrides, threads)
     task = load_task(cfg)
     batch = [task.adapt_input(task.check_input(x)) for x in inputs]
-    inference = cfg.inference
-    batches = plan_batches(task.token_costs(batch), inference.batch_size, inference.sort_by_length,
-                           inference.max_batch_tokens)
-    fn = task.pipeline if inference.path == "pipeline" and task.has_pipeline else task.manual
+    batches, fn = plan(task, batch, cfg.inference), runner(task, cfg.inference)
     with torch.inference_mode():
         fn(batch[:2])  # warm-up
     return lambda: run_batches(fn, batch, batches, progress=False)
@@ -181,15 +178,15 @@ def bench_task(name: str, overrides: List[str], inputs: List[Any], batch_size: i
     weights and --batch-size, so they compare the code paths alone."""
     import torch
 
-    from experiments.infer import load_task
-    from experiments.infer.batching import plan_batches, run_batches
+    from experiments.infer import load_task, plan
+    from experiments.infer.batching import run_batches
 
     cfg = _config(name, overrides, threads, f"inference.batch_size={batch_size}", "inference.dtype=float32",
-                  "inference.max_batch_tokens=null")
+                  "inference.max_batch_tokens=null", "inference.sort_by_length=true")
     task = load_task(cfg)
     torch.set_num_threads(threads)
     batch = [task.adapt_input(task.check_input(x)) for x in inputs]
-    batches = plan_batches(task.token_costs(batch), batch_size, sort_by_length=True)
+    batches = plan(task, batch, cfg.inference)
     row: Dict[str, Any] = {"task": name, "model": MODEL_LABELS[name], "n": len(batch)}
     with torch.inference_mode():  # warm-up: first-call costs stay out of every column
         task.manual(batch[:2])
@@ -212,19 +209,19 @@ def bench_task(name: str, overrides: List[str], inputs: List[Any], batch_size: i
     return row
 
 
-def label_agreement(model_dir: Path, sentences: List[str], threads: int, batch_size: int = 64) -> Dict[str, Any]:
+def label_agreement(model_dir: Path, sentences: List[str], threads: int) -> Dict[str, Any]:
     """Share of sentences whose predicted label is the same with the inference.dtype=auto weights as with
-    float32 ones (text-classification, the model in ``model_dir``)."""
-    from experiments.infer import load_task
-    from experiments.infer.batching import plan_batches, run_batches
+    float32 ones (text-classification, the model in ``model_dir``, run as mode=infer runs it)."""
+    from experiments.infer import load_task, plan, runner
+    from experiments.infer.batching import run_batches
 
     labels = {}
     for dtype in ("float32", "auto"):
         cfg = _config("text-classification", ["model=local", f"model.name_or_path={model_dir}"], threads,
                       f"inference.dtype={dtype}")
         task = load_task(cfg)
-        batches = plan_batches(task.token_costs(sentences), batch_size, True, cfg.inference.max_batch_tokens)
-        outputs = run_batches(task.manual, sentences, batches, progress=False).outputs
+        outputs = run_batches(runner(task, cfg.inference), sentences, plan(task, sentences, cfg.inference),
+                              progress=False).outputs
         labels[dtype] = [(out if isinstance(out, dict) else out[0])["label"] for out in outputs]
         labels[f"{dtype}_resolved"] = task.ctx.extra["speed"]["dtype"]
     same = sum(a == b for a, b in zip(labels["float32"], labels["auto"]))

@@ -31,6 +31,11 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def training_device_type() -> str:
+    """Where a fine-tune runs: Accelerate puts it on the GPU whenever one is visible."""
+    return "cuda" if cuda_available() else "cpu"
+
+
 def cpu_runs_bf16_fast() -> bool:
     """AVX512-BF16 or AMX: oneDNN runs bf16 matmuls natively (else bf16 is emulated and slower than fp32)."""
     import torch
@@ -114,19 +119,22 @@ def padding_free(value: str, device_type: str, backend: str) -> bool:
     return value == "true"
 
 
-def adamw_options(params: Iterable[Any]) -> Dict[str, bool]:
-    """``{"fused": True}`` where this torch has a fused AdamW for every parameter's device, else
-    ``{"foreach": True}`` (one kernel per group of tensors instead of one per tensor)."""
+def fused_adamw_runs_on(device_types: Iterable[str]) -> bool:
+    """Whether this torch has a fused AdamW kernel for every one of ``device_types`` (and any at all)."""
     import torch
     from torch.optim.optimizer import _get_fused_kernels_supported_devices
 
+    device_types = set(device_types)
+    return ("fused" in inspect.signature(torch.optim.AdamW).parameters and bool(device_types)
+            and device_types <= set(_get_fused_kernels_supported_devices()))
+
+
+def adamw_options(params: Iterable[Any]) -> Dict[str, bool]:
+    """``{"fused": True}`` where this torch has a fused AdamW for every parameter's device, else
+    ``{"foreach": True}`` (one kernel per group of tensors instead of one per tensor)."""
     params = list(params)
-    if "fused" not in inspect.signature(torch.optim.AdamW).parameters:
-        return {"foreach": True}
-    supported = set(_get_fused_kernels_supported_devices())
-    devices = {p.device.type for p in params}
     floating = all(p.is_floating_point() for p in params)
-    return {"fused": True} if devices and devices <= supported and floating else {"foreach": True}
+    return {"fused": True} if floating and fused_adamw_runs_on(p.device.type for p in params) else {"foreach": True}
 
 
 def device_name(device_type: str) -> str:

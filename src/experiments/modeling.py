@@ -59,9 +59,9 @@ def training_attention(cfg) -> str:
     """The attention implementation a fine-tune loads its model with (``model.attn_implementation``)."""
     from experiments import hardware
 
-    device = "cuda" if hardware.cuda_available() else "cpu"
     half = hardware.mixed_precision(cfg.trainer.mixed_precision) in hardware.HALF_PRECISIONS
-    return hardware.attn_implementation(cfg.model.attn_implementation, device, half=half, training=True)
+    return hardware.attn_implementation(cfg.model.attn_implementation, hardware.training_device_type(), half=half,
+                                        training=True)
 
 
 def load_sequence_classifier(model_dir: Path, model_cfg: ModelConfig, *, num_labels: int,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Callable, Dict, List
 
 log = logging.getLogger(__name__)
 
-__all__ = ["infer", "load_task"]
+__all__ = ["infer", "load_task", "plan", "runner"]
 
 
 def load_task(cfg, task=None):
@@ -34,9 +34,28 @@ def load_task(cfg, task=None):
     return task
 
 
+def plan(task, inputs, inference) -> List[List[int]]:
+    """``mode=infer``'s batches of ``inputs`` (index lists): length-sorted, at most ``inference.batch_size``
+    inputs and ``inference.max_batch_tokens`` padded tokens each."""
+    from experiments.infer.batching import plan_batches
+
+    return plan_batches(task.token_costs(inputs), inference.batch_size, inference.sort_by_length,
+                        inference.max_batch_tokens)
+
+
+def runner(task, inference) -> Callable[[List[Any]], List[Any]]:
+    """The batch function ``inference.path`` selects: the pipeline where transformers has one for this
+    task and model, else the hand-written path."""
+    use_pipeline = inference.path == "pipeline" and task.has_pipeline
+    if inference.path == "pipeline" and not use_pipeline:
+        log.info("transformers has no %s pipeline for this model: running the model-API implementation",
+                 task.name)
+    return task.pipeline if use_pipeline else task.manual
+
+
 def infer(cfg, run_dir: Path) -> Dict[str, Any]:
     """Run ``cfg.task`` over the configured inputs; write predictions.jsonl and metrics.json in ``run_dir``."""
-    from experiments.infer.batching import plan_batches, run_batches
+    from experiments.infer.batching import run_batches
     from experiments.infer.inputs import load_items
     from experiments.infer.report import (
         PREDICTIONS_FILE,
@@ -65,15 +84,11 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
     device = task.ctx.device
     inputs = [task.adapt_input(item.input) for item in items]
 
-    use_pipeline = inference.path == "pipeline" and task.has_pipeline
-    if inference.path == "pipeline" and not use_pipeline:
-        log.info("transformers has no %s pipeline for this model: running the model-API implementation",
-                 task.name)
+    fn = runner(task, inference)
+    use_pipeline = fn == task.pipeline
     if use_pipeline:
         task.get_pipeline()  # built before the clock starts
-    fn = task.pipeline if use_pipeline else task.manual
-    batches = plan_batches(task.token_costs(inputs), inference.batch_size, inference.sort_by_length,
-                           inference.max_batch_tokens)
+    batches = plan(task, inputs, inference)
     run = run_batches(fn, inputs, batches, progress=inference.progress, desc=f"{task.name} ({inference.path})")
 
     references = [item.reference for item in items]

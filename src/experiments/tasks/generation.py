@@ -191,8 +191,7 @@ class GenerationTraining(TokenLossTraining):
         encoder-decoder models cannot be flattened)."""
         from experiments import hardware
 
-        device = "cuda" if hardware.cuda_available() else "cpu"
-        wanted = hardware.padding_free(cfg.collator.padding_free, device, cfg.trainer.backend)
+        wanted = hardware.padding_free(cfg.collator.padding_free, hardware.training_device_type(), cfg.trainer.backend)
         if wanted and not self.shift_labels:
             if cfg.collator.padding_free == "true":
                 raise ExperimentError(f"collator.padding_free=true flattens decoder-only batches; {cfg.model.name_or_path} "

@@ -28,12 +28,11 @@ log = logging.getLogger(__name__)
 
 
 def training_arguments(cfg, run_dir: Path):
-    import torch
     from transformers import TrainingArguments
 
     t = cfg.trainer
     precision = hardware.mixed_precision(t.mixed_precision)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = hardware.training_device_type()
     strategy = "steps" if t.eval_steps else "epoch"
     save_strategy = "steps" if t.save_steps else "epoch"
     return TrainingArguments(
@@ -63,11 +62,10 @@ def training_arguments(cfg, run_dir: Path):
         dataloader_num_workers=t.dataloader_num_workers,
         average_tokens_across_devices=False,
         # the same optimizer as our loop (fused where torch has it), so the two backends compare like for like
-        optim="adamw_torch_fused" if "fused" in hardware.adamw_options([torch.empty(1, device=device)])
-        else "adamw_torch",
+        optim="adamw_torch_fused" if hardware.fused_adamw_runs_on([device]) else "adamw_torch",
         torch_compile=hardware.use_compile(t.compile, device),
         report_to=[],
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=device == "cpu",
         disable_tqdm=False,
     )
 
@@ -86,25 +84,27 @@ def _mirror_callback():
             self.stopped: Optional[Dict[str, Any]] = None
             self.evaluations: List[Dict[str, Any]] = []  # on every process (history: the main process's)
 
-        def _eval_row(self, step: int, metrics: Dict[str, Any]) -> Dict[str, Any]:
-            row = {k: float(v) for k, v in metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))}
-            if self.perplexity and "eval_loss" in row:
-                row["eval_perplexity"] = math.exp(min(row["eval_loss"], 50.0))
-            return {"step": step, **row}
+        def _evals(self, logs: Dict[str, Any]) -> Dict[str, float]:
+            """The eval metrics of a Trainer log (runtime in seconds; language models: perplexity =
+            exp(mean token loss))."""
+            evals = {k.replace("_runtime", "_runtime_s"): float(v) for k, v in logs.items()
+                     if k.startswith("eval_") and isinstance(v, (int, float))}
+            if evals and self.perplexity and "eval_loss" in evals:
+                evals["eval_perplexity"] = math.exp(min(evals["eval_loss"], 50.0))
+            return evals
 
         def on_train_begin(self, args, state, control, **kwargs):
             """A resumed run's evaluations so far (the Trainer restores its log history before this)."""
-            self.evaluations = [self._eval_row(entry["step"], entry) for entry in state.log_history
+            self.evaluations = [{"step": entry["step"], **self._evals(entry)} for entry in state.log_history
                                 if "eval_loss" in entry]
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             """``trainer.early_stopping_patience``: the same rule as our loop; every process decides alike."""
             if not metrics or not self.cfg.trainer.early_stopping_patience:
                 return
-            row = self._eval_row(state.global_step, metrics)
-            self.evaluations.append(row)
-            key = best_metric_key(self.cfg, {k: v for k, v in row.items() if k != "step"})
-            stopped = early_stop(self.cfg, key, self.evaluations)
+            evals = self._evals(metrics)
+            self.evaluations.append({"step": state.global_step, **evals})
+            stopped = early_stop(self.cfg, best_metric_key(self.cfg, evals), self.evaluations)
             if stopped and state.global_step > 0:
                 self.stopped = stopped
                 control.should_training_stop = True
@@ -125,10 +125,7 @@ def _mirror_callback():
                 row = {"train_loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0))}
                 self.train_log.append({"step": step, "epoch": epoch, **row})
                 self._log(row, step)
-            evals = {k.replace("_runtime", "_runtime_s"): float(v) for k, v in logs.items()
-                     if k.startswith("eval_") and isinstance(v, (int, float))}
-            if evals and self.perplexity and "eval_loss" in evals:  # language models: exp(mean token loss)
-                evals = {**evals, "eval_perplexity": math.exp(min(evals["eval_loss"], 50.0))}
+            evals = self._evals(logs)
             if evals:
                 self.history.append({"step": step, "epoch": epoch, **evals})
                 self._log(evals, step)

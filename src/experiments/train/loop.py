@@ -49,8 +49,7 @@ def _dynamo_plugin(setting: str):
     """``trainer.compile``: Accelerate compiles the model in ``prepare`` (dynamic shapes: batches vary in length)."""
     from accelerate.utils import TorchDynamoPlugin
 
-    device = "cuda" if hardware.cuda_available() else "cpu"
-    if hardware.use_compile(setting, device):
+    if hardware.use_compile(setting, hardware.training_device_type()):
         return TorchDynamoPlugin(backend="inductor", dynamic=True)
     return TorchDynamoPlugin(backend="no")
 
