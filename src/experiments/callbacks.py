@@ -44,12 +44,13 @@ class SweepCallback(Callback):
         value = records.outcome(job_return)
         failed = job_return.status != JobStatus.COMPLETED
         sweep_dir = Path(str(hydra_cfg.sweep.dir))
+        run_dir = Path(str(hydra_cfg.runtime.output_dir))
         record = records.build(
             job=int(hydra_cfg.job.num),
             overrides=list(hydra_cfg.overrides.task),
-            status=records.FAILED if failed else records.FINISHED,
+            status=records.FAILED if failed else records.ended_as(run_dir),
             error=records.error_line(value) if failed and isinstance(value, BaseException) else None,
-            run_dir=Path(str(hydra_cfg.runtime.output_dir)),
+            run_dir=run_dir,
             sweep_dir=sweep_dir,
             sweep=sweep_id(str(hydra_cfg.sweep.dir)),
             started_at=self._started or time.time(),
@@ -60,7 +61,7 @@ class SweepCallback(Callback):
                      if not str(k).startswith("hydra")},
         )
         try:
-            records.write(Path(str(hydra_cfg.runtime.output_dir)), record)
+            records.write(run_dir, record)
         except OSError as exc:
             log.warning("could not write the sweep record of job %s: %s", record["job"], exc)
 

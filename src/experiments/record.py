@@ -68,7 +68,8 @@ class RunRecord:
     global_batch_size: Optional[int] = None
     mixed_precision: Optional[str] = None
     resumed_from: Optional[str] = None
-    # train: why and when training ended ({"reason": "completed" | "early_stopping", "step", ...})
+    # train: why and when training ended ({"reason": "completed" | "early_stopping" | "pruned", "step", ...};
+    # "pruned": a search stopped the trial early, see experiments.runs.STOP_REQUEST)
     stopped: Optional[Dict[str, Any]] = None
     distributed_type: Optional[str] = None
     task: Optional[str] = None  # train: the task trained (task.name)

@@ -141,6 +141,36 @@ def objective_value(metrics: Dict[str, Any], objective: Optional[str]) -> Option
     return float(final[objective])
 
 
+# A request, from outside the run, to stop training at its next logging or evaluation step (a search's
+# pruner writes it into a trial's run dir; the run ends normally, with ``stopped.reason`` from the request).
+STOP_REQUEST = "stop_request.json"
+
+
+def request_stop(run_dir: Path, reason: str, **detail: Any) -> None:
+    write_json(Path(run_dir) / STOP_REQUEST, {"reason": reason, **detail})
+
+
+def stop_request(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The pending stop request of a run, or None."""
+    path = Path(run_dir) / STOP_REQUEST
+    try:
+        request = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return request if isinstance(request, dict) and request.get("reason") else None
+
+
+def metric_values(metrics: Dict[str, Any], names: List[str]) -> Dict[str, Optional[float]]:
+    """``final[name]`` for each name, else a number the record holds at its top level (``total_params``),
+    else None: what a (multi-objective) search reads from a finished run."""
+    values: Dict[str, Optional[float]] = {}
+    for name in names:
+        value = (metrics.get("final") or {}).get(name, metrics.get(name))
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        values[name] = float(value) if ok else None
+    return values
+
+
 def finish_run(cfg, run_dir: Path, metrics: Dict[str, Any]) -> Optional[float]:
     final = metrics.get("final", {})
     shown = ", ".join(f"{k}={v:.4f}" for k, v in final.items() if isinstance(v, float))

@@ -298,6 +298,19 @@ class Tracking:
         for tracker in self.trackers:
             tracker.log(values, step=step)
 
+    def mark_stopped(self, stopped: Optional[Dict[str, Any]]) -> None:
+        """How the run ended, where a tracker keeps it: the W&B run's summary gets ``stopped`` (completed,
+        early_stopping, pruned) and a pruned trial the tag ``pruned``, so a study's runs can be filtered."""
+        if not stopped:
+            return
+        for tracker in self.trackers:
+            run = getattr(tracker, "run", None) if tracker.name == "wandb" else None
+            if run is None:
+                continue
+            run.summary["stopped"] = stopped.get("reason")
+            if stopped.get("reason") == "pruned":
+                run.tags = tuple(sorted(set(run.tags or ()) | {"pruned"}))
+
     def finish(self) -> None:
         for tracker in self.trackers:
             try:

@@ -1,13 +1,17 @@
 """``python scripts/compare.py <run or sweep dirs...>``: the config keys that differ between runs and
-their metrics, side by side (one column per run; ``--rows`` for one row per run)."""
+their metrics, side by side (one column per run; ``--rows`` for one row per run). Runs that differ only
+in their seed are one configuration: when some configuration has several runs, a second table gives
+each configuration's mean ± 95 % confidence interval (Student's t) over its finished runs, the best
+configuration (on the mean) marked ``*``."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from experiments.errors import ExperimentError
 
@@ -54,6 +58,50 @@ def comparison_table(runs: list, show_all: bool = False, metrics: Optional[List[
     return frame
 
 
+def config_groups(runs: list) -> Tuple[List[str], List[List[int]]]:
+    """(the config keys that tell configurations apart, the runs' positions per configuration): runs
+    whose differing config values are the same but for the seed are one configuration."""
+    from experiments.report.runs_index import differing_keys
+    from experiments.sweep.summary import SEED_KEYS
+
+    keys = [k for k in differing_keys(runs) if k not in SEED_KEYS]
+    groups: Dict[str, List[int]] = {}
+    for pos, run in enumerate(runs):
+        groups.setdefault(json.dumps([run.config.get(k, "<unset>") for k in keys], default=str), []).append(pos)
+    return keys, list(groups.values())
+
+
+def configurations_table(runs: list, metrics: Optional[List[str]] = None):
+    """One row per configuration: its values of the keys that differ, n finished runs, each metric's mean ±
+    95 % CI, the runs; the best configuration on the mean of the deciding metric (the first eval metric that
+    is not the loss) marked ``*``. None when no configuration has more than one run."""
+    import pandas as pd
+
+    from experiments.report.runs_index import quality_metric_names
+    from experiments.sweep.summary import best_config, choose_metric, direction_for, mean_ci, mean_text
+
+    keys, groups = config_groups(runs)
+    if all(len(group) < 2 for group in groups):
+        return None
+    names = metrics or quality_metric_names(runs)
+    decide = choose_metric(None, None, names)
+    names_shown = labels(runs)
+    rows, stats = [], []
+    for number, group in enumerate(groups):
+        done = [runs[p] for p in group if runs[p].status == "finished"]
+        per_metric = {m: mean_ci([r.final[m] for r in done if m in r.final]) for m in names}
+        stats.append({"config": number, **per_metric.get(decide, {"mean": None})})
+        row = {"config": number, **{k: _cell(runs[group[0]].config.get(k, "-")) for k in keys}, "n": len(done)}
+        row.update({m: mean_text(per_metric[m]) for m in names})
+        row["runs"] = " ".join(names_shown[p] for p in group)
+        rows.append(row)
+    best = best_config(stats, direction_for(decide, None)) if decide else None
+    for row in rows:
+        row["best"] = "*" if row["config"] == best else ""
+    frame = pd.DataFrame(rows)
+    return frame[["config", "best", *[c for c in frame.columns if c not in ("config", "best")]]]
+
+
 def _shown(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -82,6 +130,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.rows:
         frame = frame.T
     print(frame.map(_shown).to_string())
+    configs = configurations_table(runs, metrics=args.metrics.split(",") if args.metrics else None)
+    if configs is not None:
+        print("\nconfigurations (runs that differ only in the seed; mean ± 95% CI over finished runs):")
+        print(configs.to_string(index=False))
     return 0
 
 

@@ -29,8 +29,12 @@ class RunInfo:
 
     @property
     def status(self) -> str:
+        """The sweep record's status (finished | failed | pruned); without one, ``pruned`` when a search
+        stopped the run, else ``finished`` when it has final metrics, else ``unfinished``."""
         if self.record:
             return self.record.get("status", "finished")
+        if (self.metrics.get("stopped") or {}).get("reason") == "pruned":
+            return "pruned"
         return "finished" if self.final else "unfinished"
 
 

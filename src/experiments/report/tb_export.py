@@ -79,14 +79,24 @@ def _scalars(run: RunInfo, metrics: List[str]) -> Iterator[Tuple[str, float, int
             yield key, value, final_step
 
 
-def _session_end(status: str, end_time: float):
-    """The hparams session's end (success / failure / still running), which the dashboard's status filter
-    reads. tensorboard's ``summary.session_end_pb`` imports TensorFlow and ``summary_v2`` has no
-    session-end twin, so this one summary is made from the plugin's own messages and metadata helper."""
-    from tensorboard.compat.proto import summary_pb2
-    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+def session_status(status: str) -> int:
+    """The hparams plugin's session status of a run's status: finished = success, failed = failure, pruned
+    (stopped early by a search's pruner: TensorBoard has no such state) = unknown, anything else (a run
+    without final metrics) = running. The ``status`` column of the table names the run's own status."""
+    from tensorboard.plugins.hparams import api_pb2
 
-    code = {"finished": api_pb2.STATUS_SUCCESS, "failed": api_pb2.STATUS_FAILURE}.get(status, api_pb2.STATUS_RUNNING)
+    codes = {"finished": api_pb2.STATUS_SUCCESS, "failed": api_pb2.STATUS_FAILURE, "pruned": api_pb2.STATUS_UNKNOWN}
+    return codes.get(status, api_pb2.STATUS_RUNNING)
+
+
+def _session_end(status: str, end_time: float):
+    """The hparams session's end (:func:`session_status`), which the dashboard's status filter reads.
+    tensorboard's ``summary.session_end_pb`` imports TensorFlow and ``summary_v2`` has no session-end
+    twin, so this one summary is made from the plugin's own messages and metadata helper."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    code = session_status(status)
     data = plugin_data_pb2.HParamsPluginData(
         session_end_info=plugin_data_pb2.SessionEndInfo(status=code, end_time_secs=end_time))
     return summary_pb2.Summary(value=[summary_pb2.Summary.Value(

@@ -48,6 +48,10 @@ def check_sweep(overrides: List[str]) -> None:
     cfg = compose_full([o.input_line for o in parsed if not o.is_sweep_override()])
     if _choice(cfg, "hydra/sweeper") not in (None, "basic"):
         check_search_space(cfg, plain)
+    if _choice(cfg, "hydra/sweeper") == "optuna":
+        from experiments.sweep.search import check_search
+
+        check_search(cfg, [o.input_line for o in parsed if not o.is_hydra_override()])
     check_sweep_dir(cfg)
 
 

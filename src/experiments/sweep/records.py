@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set
 RECORD_FILE = "sweep_job.json"
 FINISHED = "finished"
 FAILED = "failed"
+PRUNED = "pruned"  # stopped early by the search's pruner (its metrics are partial)
 from experiments.record import SPEED_KEYS  # noqa: E402,F401  (re-exported for readers of records)
 
 _SKIP_DIRS = {"checkpoints", "best", "last", "wandb", "tensorboard", ".hydra", ".launcher", ".submitit"}
@@ -55,6 +56,25 @@ def final_metrics(run_dir: Path) -> Dict[str, float]:
         return {}
     return {k: float(v) for k, v in final.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+
+
+def ended_as(run_dir: Path) -> str:
+    """FINISHED, or PRUNED when the run stopped because its search pruned it (metrics.json ``stopped``)."""
+    from experiments.runs import read_metrics
+
+    try:
+        stopped = read_metrics(run_dir).get("stopped") or {}
+    except (OSError, ValueError):
+        return FINISHED
+    return PRUNED if stopped.get("reason") == PRUNED else FINISHED
+
+
+def read(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The job record in ``run_dir``, or None."""
+    try:
+        return json.loads((Path(run_dir) / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def build(*, job: int, overrides: List[str], status: str, run_dir: Path, sweep_dir: Path, sweep: str,

@@ -115,6 +115,20 @@ def early_stop(cfg, key: str, history: List[Dict[str, Any]]) -> Optional[Dict[st
             "threshold": t.early_stopping_threshold}
 
 
+def requested_stop(run_dir, step: int, agree=None) -> Optional[Dict[str, Any]]:
+    """Why the run stops now because something outside it asked (a search pruned this trial, see
+    :data:`experiments.runs.STOP_REQUEST`), or None. ``agree(flag) -> bool`` makes every process of a
+    multi-process run decide alike (called on all of them at the same step)."""
+    from experiments.runs import stop_request
+
+    request = stop_request(run_dir)
+    if not (agree(request is not None) if agree is not None else request is not None):
+        return None
+    if request is None:  # another process saw the request first: stop with it all the same
+        request = {"reason": "requested"}
+    return {**request, "reason": str(request["reason"]), "step": step}
+
+
 def run_name(cfg, overrides: Optional[List[str]] = None) -> str:
     """A readable name from the overrides (``model=bert,trainer.lr=3e-5``) or model + dataset."""
     if cfg.logger.run_name:

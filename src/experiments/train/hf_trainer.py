@@ -20,6 +20,7 @@ from experiments.train.common import (
     early_stop,
     hydra_overrides,
     is_better,
+    requested_stop,
     reset_accelerate_state,
     run_name,
 )
@@ -82,6 +83,7 @@ def _mirror_callback():
             self.train_log: List[Dict[str, Any]] = []
             self.tracking = None
             self.stopped: Optional[Dict[str, Any]] = None
+            self.run_dir: Optional[Path] = None
             self.evaluations: List[Dict[str, Any]] = []  # on every process (history: the main process's)
 
         def _evals(self, logs: Dict[str, Any]) -> Dict[str, float]:
@@ -99,7 +101,11 @@ def _mirror_callback():
                                 if "eval_loss" in entry]
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            """``trainer.early_stopping_patience``: the same rule as our loop; every process decides alike."""
+            """``trainer.early_stopping_patience`` (the same rule as our loop) and a search's request to stop
+            (a pruned trial); every process decides alike."""
+            if self.run_dir is not None and self.stopped is None:
+                self.stopped = requested_stop(self.run_dir, state.global_step, agree=_any_process)
+                control.should_training_stop = control.should_training_stop or self.stopped is not None
             if not metrics or not self.cfg.trainer.early_stopping_patience:
                 return
             evals = self._evals(metrics)
@@ -129,12 +135,36 @@ def _mirror_callback():
             if evals:
                 self.history.append({"step": step, "epoch": epoch, **evals})
                 self._log(evals, step)
+                self._write_progress()
+
+        def _write_progress(self) -> None:
+            """The evaluations so far in metrics.json (what a search's pruner reads while the run trains)."""
+            from experiments.record import RunRecord, write_record
+
+            if self.run_dir is not None:
+                write_record(self.run_dir, RunRecord(mode="train", model=self.cfg.model.name_or_path,
+                                                     backend="hf_trainer", history=self.history,
+                                                     train_log=self.train_log, task=self.cfg.task.name))
 
         def _log(self, values: Dict[str, float], step: int) -> None:
             if self.tracking is not None:
                 self.tracking.log(values, step)
 
     return Mirror
+
+
+def _any_process(flag: bool) -> bool:
+    """True on every process when ``flag`` is true on any (one process: the flag itself)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor(float(flag), device=device)
+    dist.all_reduce(value)
+    return bool(value.item())
 
 
 def _resume_checkpoint(t, output_dir: str) -> Optional[str]:
@@ -178,6 +208,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
     model = exp.new_model(cfg)
     name = run_name(cfg, hydra_overrides())
     mirror = _mirror_callback()(cfg, perplexity=exp.compute_metrics is None)
+    mirror.run_dir = run_dir
     trainer = Trainer(model=model, args=args, train_dataset=exp.data.train, eval_dataset=exp.data.eval,
                       data_collator=exp.collator, processing_class=exp.tokenizer,
                       compute_metrics=_metric_function(exp) if exp.compute_metrics else None, callbacks=[mirror])
@@ -263,9 +294,11 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
             device=hardware.device_name(args.device.type))})
     if not trainer.is_world_process_zero():
         return to_payload(record)
-    if t.save_model:
+    if t.save_model and (mirror.stopped or {}).get("reason") != "pruned":  # a pruned trial's weights: not kept
         adapters.save(trainer.model, exp.tokenizer, run_dir / "last", cfg.peft, cfg.model)
     plot_learning_curve(history, train_log, run_dir / "learning_curve.png", title=name)
+    if mirror.tracking is not None:
+        mirror.tracking.mark_stopped(record.stopped)
     return write_record(run_dir, record)
 
 

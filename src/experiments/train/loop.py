@@ -25,6 +25,7 @@ from experiments.train.common import (
     early_stop,
     hydra_overrides,
     is_better,
+    requested_stop,
     reset_accelerate_state,
     run_name,
 )
@@ -262,7 +263,7 @@ class Recipe:
         state["epoch"], state["batches_in_epoch"] = epoch + 1, 0
         if not t.eval_steps:
             self.evaluate()
-        if not t.save_steps:
+        if not t.save_steps and not self._pruned():
             self.checkpoint()
 
     def train_step(self, batch, epoch: int) -> bool:
@@ -306,6 +307,8 @@ class Recipe:
             self._pause_clock()
             self.checkpoint()
             self._tic = time.perf_counter()
+        if (evaluating or step % t.log_every_n_steps == 0) and not self.state.get("stopped"):
+            self._stop_if_requested(step)
         self.stop_if_asked()
         return step >= self.total_steps or bool(self.state.get("stopped"))
 
@@ -377,6 +380,23 @@ class Recipe:
         checkpoints.save(self.accelerator, self.run_dir, self.state["global_step"], self.state,
                          keep=self.t.save_total_limit)
 
+    def _pruned(self) -> bool:
+        return (self.state.get("stopped") or {}).get("reason") == "pruned"
+
+    def _stop_if_requested(self, step: int) -> None:
+        """A search's pruner asked this run to stop (at a logging or evaluation step, on every process)."""
+        stopped = requested_stop(self.run_dir, step, agree=self._any_process)
+        if stopped:
+            self.state["stopped"] = stopped
+            log.info("stopping at step %d: %s", step, stopped["reason"])
+
+    def _any_process(self, flag: bool) -> bool:
+        if self.accelerator.num_processes == 1:
+            return flag
+        import torch
+
+        return bool(self.accelerator.reduce(torch.tensor(float(flag), device=self.accelerator.device), "sum").item())
+
     def stop_if_asked(self) -> None:
         """At an optimizer-step boundary: every process agrees, saves a checkpoint, and stops."""
         import torch
@@ -420,7 +440,7 @@ class Recipe:
             self.evaluate()
         results = self.results or {k: v for k, v in state["history"][-1].items() if k.startswith("eval_")}
         self.accelerator.wait_for_everyone()
-        if self.t.save_model:
+        if self.t.save_model and not self._pruned():  # a pruned trial's weights are not worth the disk
             self.save_model("last")
         train_time = max(state["train_time_s"], 1e-9)
         final = {**results,
@@ -432,6 +452,8 @@ class Recipe:
         self._log({k: v for k, v in final.items()  # train_loss of this step is logged already
                    if k.startswith("train_") and k != "train_loss" and v is not None}, state["global_step"])
         payload = self.save_metrics(final)
+        if self.tracking is not None:
+            self.tracking.mark_stopped(payload.get("stopped"))
         if self.accelerator.is_main_process:
             plot_learning_curve(state["history"], state["train_log"], self.run_dir / "learning_curve.png",
                                 title=self.name)
