@@ -58,3 +58,30 @@ def test_trim_csv_log_drops_rows_after_the_resumed_step(tmp_path):
     path.write_text("step,name,value\n1,train_loss,0.9\n2,train_loss,0.8\n3,train_loss,0.7\n")
     trim_csv_log(path, 2)
     assert path.read_text().splitlines() == ["step,name,value", "1,train_loss,0.9", "2,train_loss,0.8"]
+
+
+def test_a_pruned_run_is_tagged_and_says_why_it_stopped_in_wandb(tmp_path, monkeypatch):
+    """The real W&B client, offline: the tag and the summary key reach the run file."""
+    from accelerate import PartialState
+    from omegaconf import OmegaConf
+    from wandb_log import read_run, records
+
+    from experiments.config.schema import LoggerConfig
+    from experiments.train.common import reset_accelerate_state
+
+    PartialState(cpu=True)  # Accelerate's trackers log through its state, as inside a run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = OmegaConf.structured(LoggerConfig(trackers=["wandb"], project="p", group="study"))
+    tracking = Tracking(build_trackers(cfg, tmp_path, "trial-3", ["model:minilm"]), {"trainer": {"lr": 0.01}})
+    tracking.log({"eval_loss": 1.7}, step=2)
+    tracking.mark_stopped({"reason": "pruned", "step": 2})
+    tracking.finish()
+    reset_accelerate_state()
+    run_file = next((tmp_path / "wandb").glob("offline-run-*/*.wandb"))
+    run = read_run(run_file)
+    assert run["group"] == "study" and set(run["tags"]) == {"model:minilm", "pruned"}
+    updates = [r["summary"].get("update", {}) for r in records(run_file) if r["type"] == "summary"]
+    assert {"stopped": "pruned"} in updates, updates
