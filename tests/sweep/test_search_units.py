@@ -281,3 +281,22 @@ def test_a_pruned_run_is_recorded_as_pruned(tmp_path):
     write_json(tmp_path / "metrics.json", {"mode": "train", "model": "m", "final": {"eval_accuracy": 0.3},
                                            "stopped": {"reason": "early_stopping", "step": 4}})
     assert records.ended_as(tmp_path) == records.FINISHED
+
+
+def test_the_direction_follows_the_metric_unless_given(tmp_path):
+    config = _config(tmp_path, direction="auto")
+    assert S.settings_from(config).directions == ["maximize"]
+    config.objective = "eval_perplexity"
+    assert S.settings_from(config).directions == ["minimize"]
+    config = _config(tmp_path, direction=["auto", "minimize"], objectives=["eval_loss", "eval_runtime_s"])
+    assert S.settings_from(config).directions == ["minimize", "minimize"]
+
+
+@pytest.mark.parametrize("preset, objective, direction", [("mrpc_minilm", "eval_f1", "maximize"),
+                                                          ("bbc_minilm_mlm", "eval_perplexity", "minimize")])
+def test_an_experiment_presets_objective_wins_over_the_search_default(preset, objective, direction):
+    from experiments.config.validate import compose_full
+
+    config = compose_full([f"experiment={preset}", "hparams_search=optuna"])
+    settings = S.settings_from(config)
+    assert (settings.objectives, settings.directions) == ([objective], [direction])

@@ -85,9 +85,13 @@ def settings_from(config: DictConfig) -> Settings:
     if not objectives:
         raise ExperimentError("a search needs an objective: set objective=<metric> (e.g. objective=eval_f1) or "
                               "hydra.sweeper.objectives=[<metric>,<metric>]")
-    directions = [str(d).lower() for d in _as_list(node.get("direction")) or ["maximize"]]
+    directions = [str(d).lower() for d in _as_list(node.get("direction")) or ["auto"]]
     if len(directions) == 1 and len(objectives) > 1:
         directions = directions * len(objectives)
+    if len(directions) == len(objectives):  # auto: *loss* and perplexity are minimised, the rest maximised
+        from experiments.sweep.summary import direction_for
+
+        directions = [direction_for(str(o), None) if d == "auto" else d for o, d in zip(objectives, directions)]
     settings = Settings(
         objectives=[str(o) for o in objectives], directions=directions,
         sampler=str(node.get("sampler") or "tpe").lower(), sampler_options=dict(node.get("sampler_options") or {}),
@@ -118,7 +122,7 @@ def check(s: Settings) -> None:
     """Refuse settings the search cannot honour, before anything runs."""
     bad = [d for d in s.directions if d not in DIRECTIONS]
     if bad or len(s.directions) != len(s.objectives):
-        raise ExperimentError(f"hydra.sweeper.direction={s.directions}: give maximize or minimize, one per "
+        raise ExperimentError(f"hydra.sweeper.direction={s.directions}: give maximize, minimize or auto, one per "
                               f"objective ({', '.join(s.objectives)})")
     if s.sampler not in SAMPLERS:
         raise ExperimentError(f"hydra.sweeper.sampler={s.sampler}: choose one of {', '.join(SAMPLERS)}")
@@ -382,6 +386,7 @@ class Search:
     # -- ask / launch / tell -------------------------------------------------------------------------
     def ask(self) -> Pending:
         trial = self.study.ask(self.dists)
+        trial.set_user_attr("sweep_dir", str(self.sweep_dir.resolve()))  # resume: this folder's trial
         params = [override(k, v) for k, v in trial.params.items()]
         overrides = self.fixed + params
         if self.s.replicates > 1:
@@ -396,9 +401,7 @@ class Search:
         for offset, job in enumerate(jobs):
             job.num = first + offset
             job.run_dir = self.run_dir_of(job.overrides, job.num)
-        here = str(self.sweep_dir.resolve())
         for pending in batch:
-            pending.trial.set_user_attr("sweep_dir", here)
             pending.trial.set_user_attr("jobs", [[j.num, j.overrides, records.relative_run_dir(j.run_dir,
                                                                                             self.sweep_dir)]
                                                  for j in pending.jobs])
@@ -406,7 +409,7 @@ class Search:
         if monitor:
             monitor.start()
         try:
-            self.returns = list(self.launch([j.overrides for j in jobs], first))
+            self.launch([j.overrides for j in jobs], first)
         finally:
             if monitor:
                 monitor.stop()

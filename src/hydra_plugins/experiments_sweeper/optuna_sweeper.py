@@ -19,7 +19,7 @@ class SearchFailed(CompactHydraException):
 @dataclass
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.experiments_sweeper.optuna_sweeper.OptunaSweeper"
-    direction: Any = "maximize"  # or one per objective: [maximize, minimize]
+    direction: Any = "auto"  # maximize | minimize | auto (from the metric's name), or one per objective
     objectives: Optional[List[str]] = None  # several metrics: a multi-objective search (None: [objective])
     sampler: str = "tpe"  # tpe | random | grid | cmaes
     sampler_options: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of Optuna's sampler
