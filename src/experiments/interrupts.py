@@ -27,6 +27,9 @@ class Interrupted(ExperimentError):
         self.exit_code = 128 + int(signum)
         super().__init__(message or f"interrupted by {signal_name(signum)}")
 
+    def __reduce__(self):  # pickled with its signal (a sweep job's result crosses processes)
+        return type(self), (self.signum, str(self))
+
     @classmethod
     def after_checkpoint(cls, signum: int, step: int, run_dir) -> "Interrupted":
         """The stop of a training run that has just saved a checkpoint at ``step``."""
