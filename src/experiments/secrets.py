@@ -14,6 +14,7 @@ from typing import Any, Iterator, List
 SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|token|secret|secret[_-]?key|password|passwd|credentials?|auth)$",
                         re.IGNORECASE)
 _TOKEN_SHAPES = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b|\bsk-[A-Za-z0-9_-]{20,}\b")
+_URL_CREDENTIALS = re.compile(r"://[^/\s:@]+:[^@\s/]+@")  # postgresql://user:password@host/db
 MASK = "***"
 ENV_HINT = "set it in the environment instead (WANDB_API_KEY, HF_TOKEN) or use `wandb login` / `hf auth login`"
 
@@ -29,7 +30,8 @@ def _env_secrets() -> List[str]:
 def is_secret_value(value: Any) -> bool:
     if not isinstance(value, str) or len(value) < 8:
         return False
-    return bool(_TOKEN_SHAPES.search(value)) or any(secret in value for secret in _env_secrets())
+    return bool(_TOKEN_SHAPES.search(value) or _URL_CREDENTIALS.search(value)) or \
+        any(secret in value for secret in _env_secrets())
 
 
 def find(value: Any, prefix: str = "") -> Iterator[str]:
@@ -53,7 +55,8 @@ def refusal(key: str):
     from experiments.errors import ExperimentError
 
     return ExperimentError(f"'{key}' looks like a secret: secrets are never put in the config (it is written to "
-                           f"the run dir and sent to trackers); {ENV_HINT}")
+                           f"the run dir and sent to trackers); {ENV_HINT}, or for a URL with a password give "
+                           f"{key}='${{oc.env:MY_URL}}'")
 
 
 def check_override(override: str) -> None:

@@ -300,3 +300,22 @@ def test_an_experiment_presets_objective_wins_over_the_search_default(preset, ob
     config = compose_full([f"experiment={preset}", "hparams_search=optuna"])
     settings = S.settings_from(config)
     assert (settings.objectives, settings.directions) == ([objective], [direction])
+
+
+def test_a_storage_that_cannot_be_opened_is_one_line_with_the_password_masked(tmp_path):
+    settings = S.settings_from(_config(tmp_path, storage=f"sqlite:///{tmp_path}/missing/dir/x.db"))
+    with pytest.raises(ExperimentError, match="cannot be opened \\(OperationalError"):
+        S.open_study(settings, tmp_path, {})
+    settings = S.settings_from(_config(tmp_path, storage="postgresql://me:hunter2pw@db.invalid/studies"))
+    with pytest.raises(ExperimentError) as info:
+        S.open_study(settings, tmp_path, {})
+    assert "postgresql://me:***@db.invalid/studies" in str(info.value) and "hunter2pw" not in str(info.value)
+
+
+def test_a_storage_url_with_a_password_is_refused_on_the_command_line():
+    from experiments import secrets
+
+    with pytest.raises(ExperimentError, match="looks like a secret.*oc.env"):
+        secrets.check_override("hydra.sweeper.storage=postgresql://me:hunter2pw@db.invalid/studies")
+    secrets.check_override("hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}")
+    secrets.check_override("hydra.sweeper.storage=sqlite:///studies.db")

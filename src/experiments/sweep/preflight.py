@@ -35,6 +35,10 @@ def check_sweep_or_exit(overrides: Optional[List[str]], multirun: bool) -> None:
 
 def check_sweep(overrides: List[str]) -> None:
     """Every check of this module, in the order a user would fix them: config, search space, folder."""
+    from experiments import secrets
+
+    for override in overrides:  # Hydra's own settings too (a storage URL with a password, say)
+        secrets.check_override(override)
     parsed = _parse(overrides)
     plain = [o for o in parsed if not o.is_hydra_override()]
     fixed = [o.input_line for o in plain if not o.is_sweep_override()]

@@ -264,8 +264,13 @@ def open_study(s: Settings, sweep_dir: Path, dists: Dict[str, Any]):
     from experiments.sweep.naming import sweep_id
 
     name = s.study_name or sweep_id(str(sweep_dir))
-    study = optuna.create_study(study_name=name, storage=storage, pruner=make_pruner(s), directions=s.directions,
-                                load_if_exists=True)
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, pruner=make_pruner(s),
+                                    directions=s.directions, load_if_exists=True)
+    except Exception as exc:  # a storage that cannot be reached or read: one line, the password masked
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExperimentError(f"hydra.sweeper.storage={described}: the study '{name}' cannot be opened "
+                              f"({type(exc).__name__}: {detail.replace(str(s.storage), described)[:200]})") from None
     study.sampler = make_sampler(s, dists, trials_before=len(study.trials))
     found = [d.name.lower() for d in study.directions]
     if found != s.directions:
@@ -542,6 +547,9 @@ def check_search(config: DictConfig, arguments: Sequence[str]) -> None:
     """Everything :func:`run_search` would refuse, without running or writing anything (the preflight)."""
     settings = settings_from(config)
     dists, _ = space_of(config, arguments)
+    if settings.replicates > 1 and SEED_KEY in dists:
+        raise ExperimentError(f"hydra.sweeper.replicates={settings.replicates} runs every trial with seeds "
+                              f"{SEED_KEY}, +1, ...: do not also search {SEED_KEY}")
     make_sampler(settings, dists)
     make_pruner(settings)
 

@@ -1,7 +1,7 @@
 """``hydra/sweeper=optuna``: the Hydra side of :mod:`experiments.sweep.search` (settings, the launcher, each
 job's run dir). Every setting is documented in docs/sweeps.md and conf/hparams_search/optuna.yaml."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -22,10 +22,10 @@ class OptunaSweeperConf:
     direction: Any = "auto"  # maximize | minimize | auto (from the metric's name), or one per objective
     objectives: Optional[List[str]] = None  # several metrics: a multi-objective search (None: [objective])
     sampler: str = "tpe"  # tpe | random | grid | cmaes
-    sampler_options: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of Optuna's sampler
+    sampler_options: Any = None  # keyword arguments of Optuna's sampler, e.g. {n_startup_trials: 10}
     seed: Optional[int] = None  # the sampler's seed (None: trainer.seed)
     pruner: str = "none"  # none | median | successive_halving | hyperband
-    pruner_options: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of Optuna's pruner
+    pruner_options: Any = None  # keyword arguments of Optuna's pruner, e.g. {n_warmup_steps: 100}
     n_trials: int = 20  # in total, also across resumed runs of the sweep
     n_jobs: int = 1  # trials asked at once (= jobs side by side; set from hydra.launcher.n_jobs)
     replicates: int = 1  # jobs per trial, seeds trainer.seed, +1, ...; Optuna is told their mean
