@@ -56,7 +56,14 @@ def main() -> None:
 
     schema.register()
     hydra_main = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(run_job)
-    hydra_main()
+    try:
+        hydra_main()
+    except KeyboardInterrupt as exc:  # a sweep's parent (a single run stops through experiments.interrupts)
+        signum = int(str(exc).split()[-1]) if str(exc).startswith("signal ") else 2
+        print(f"error: the sweep was interrupted ({interrupts.signal_name(signum)}); its finished jobs are kept: "
+              "run the same command with hydra.launcher.resume=true hydra.sweep.dir=<its folder> "
+              "to continue it", file=sys.stderr)
+        sys.exit(128 + signum)
 
 
 def run_job(cfg) -> Optional[float]:

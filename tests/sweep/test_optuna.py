@@ -127,3 +127,27 @@ def test_a_multi_objective_study_tells_each_jobs_metrics_and_writes_the_pareto_f
     front = sorted(t.user_attrs["jobs"][0][0] for t in study.best_trials)
     assert sorted(data["pareto_front"]) == front
     assert "Pareto front" in result.stdout
+
+
+def test_a_study_stopped_by_sigterm_says_so_in_one_line_and_resumes(tmp_path):
+    sweep_dir = tmp_path / "multirun" / "stopped"
+    args = [*TINY, *SEARCH, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep_dir}"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="offline")
+    with open(tmp_path / "out.txt", "w") as out_file, open(tmp_path / "err.txt", "w") as err_file:
+        proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), "-m", *args], cwd=tmp_path, env=env,
+                                stdout=out_file, stderr=err_file, start_new_session=True)
+        deadline = time.time() + 300
+        while not (sweep_dir / "0" / "config.yaml").exists():
+            assert proc.poll() is None and time.time() < deadline, "the sweep ended before it could be stopped"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    out, err = (tmp_path / "out.txt").read_text(), (tmp_path / "err.txt").read_text()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in out + err
+    assert "error: the sweep was interrupted (SIGTERM); its finished jobs are kept" in err
+    result = run_sweep([*args, "hydra.launcher.resume=true"], cwd=tmp_path)
+    assert result.returncode == 0, explain(result)
+    data = summary(sweep_dir)
+    assert data["counts"] == {"finished": 2} and [j["job"] for j in data["superseded"]] == [0]
+    assert [t.state.name for t in _study(sweep_dir).trials] == ["FAIL", "COMPLETE", "COMPLETE"]

@@ -43,7 +43,11 @@ def main(argv=None) -> int:
     from experiments.sweep.records import outcome
 
     value = outcome(ret)
-    if isinstance(value, BaseException):  # the job's output file keeps the full traceback
+    from experiments.interrupts import Interrupted
+
+    if isinstance(value, Interrupted):  # stopped by a signal (the sweep was interrupted): one line
+        print(f"error: {value}", file=sys.stderr)
+    elif isinstance(value, BaseException):  # the job's output file keeps the full traceback
         import traceback
 
         traceback.print_exception(type(value), value, value.__traceback__)
