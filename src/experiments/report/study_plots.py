@@ -12,12 +12,15 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-STUDY_FILE = "optuna_study.json"
+from experiments.sweep.records import error_line
+
 MIN_COMPLETE_TRIALS = 2
 
 
 def read_study_info(sweep_dir: Path) -> Optional[Dict[str, Any]]:
     """``optuna_study.json`` of a sweep as a dict, or None when the sweep has none (or it is unreadable)."""
+    from experiments.sweep.search import STUDY_FILE
+
     try:
         info = json.loads((Path(sweep_dir) / STUDY_FILE).read_text())
     except (OSError, ValueError):
@@ -45,9 +48,9 @@ def storage_for(storage: str, sweep_dir: Path) -> Tuple[Any, Optional[str]]:
     return storage, None
 
 
-def load_study(sweep_dir: Path) -> Tuple[Any, Optional[str]]:
-    """(the sweep's Optuna study, or None; a note saying why not). No ``optuna_study.json``: (None, None)."""
-    info = read_study_info(sweep_dir)
+def load_study(sweep_dir: Path, info: Optional[Dict[str, Any]]) -> Tuple[Any, Optional[str]]:
+    """(the Optuna study ``info`` (:func:`read_study_info`) describes, or None; a note saying why not). No
+    ``optuna_study.json``: (None, None)."""
     if info is None:
         return None, None
     try:
@@ -60,12 +63,7 @@ def load_study(sweep_dir: Path) -> Tuple[Any, Optional[str]]:
             return None, f"Optuna study not loaded: {why}."
         return optuna.load_study(study_name=str(info["study_name"]), storage=storage), None
     except Exception as exc:  # noqa: BLE001 - a broken study must not break the report
-        return None, f"Optuna study not loaded: {_one_line(exc)}."
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+        return None, f"Optuna study not loaded: {error_line(exc)}."
 
 
 def objective_names(study, info: Optional[Dict[str, Any]]) -> List[str]:
@@ -105,7 +103,8 @@ def _figure_of(drawn) -> Any:
 def study_figures(sweep_dir: Path, to_image: Callable[[Any], str]) -> Tuple[List[Tuple[str, str]], List[str]]:
     """([(title, image)], [notes]) of the sweep's study, each figure turned into an image by ``to_image``
     (which closes it); both lists empty when the sweep has no study."""
-    study, note = load_study(sweep_dir)
+    info = read_study_info(sweep_dir)
+    study, note = load_study(sweep_dir, info)
     if study is None:
         return [], [note] if note else []
     from optuna.trial import TrialState
@@ -120,7 +119,7 @@ def study_figures(sweep_dir: Path, to_image: Callable[[Any], str]) -> Tuple[List
     import matplotlib.pyplot as plt
 
     images, notes = [], []
-    for title, draw in plot_makers(study, objective_names(study, read_study_info(sweep_dir))):
+    for title, draw in plot_makers(study, objective_names(study, info)):
         before = set(plt.get_fignums())
         with matplotlib.rc_context(), warnings.catch_warnings():  # Optuna sets its own style sheet
             warnings.simplefilter("ignore")
@@ -129,5 +128,5 @@ def study_figures(sweep_dir: Path, to_image: Callable[[Any], str]) -> Tuple[List
             except Exception as exc:  # noqa: BLE001 - one plot that cannot be drawn is a note, not a failure
                 for number in set(plt.get_fignums()) - before:
                     plt.close(number)
-                notes.append(f"{title}: not drawn ({_one_line(exc)}).")
+                notes.append(f"{title}: not drawn ({error_line(exc)}).")
     return images, notes

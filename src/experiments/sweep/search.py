@@ -268,9 +268,9 @@ def open_study(s: Settings, sweep_dir: Path, dists: Dict[str, Any]):
         study = optuna.create_study(study_name=name, storage=storage, pruner=make_pruner(s),
                                     directions=s.directions, load_if_exists=True)
     except Exception as exc:  # a storage that cannot be reached or read: one line, the password masked
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = records.error_line(exc).replace(str(s.storage), described)[:200]
         raise ExperimentError(f"hydra.sweeper.storage={described}: the study '{name}' cannot be opened "
-                              f"({type(exc).__name__}: {detail.replace(str(s.storage), described)[:200]})") from None
+                              f"({detail})") from None
     study.sampler = make_sampler(s, dists, trials_before=len(study.trials))
     found = [d.name.lower() for d in study.directions]
     if found != s.directions:

@@ -115,6 +115,20 @@ def early_stop(cfg, key: str, history: List[Dict[str, Any]]) -> Optional[Dict[st
             "threshold": t.early_stopping_threshold}
 
 
+def any_process(flag: bool) -> bool:
+    """True on every process when ``flag`` is true on any (one process: the flag itself)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor(float(flag), device=device)
+    dist.all_reduce(value)
+    return bool(value.item())
+
+
 def requested_stop(run_dir, step: int, agree=None) -> Optional[Dict[str, Any]]:
     """Why the run stops now because something outside it asked (a search pruned this trial, see
     :data:`experiments.runs.STOP_REQUEST`), or None. ``agree(flag) -> bool`` makes every process of a

@@ -15,6 +15,7 @@ from experiments import hardware, interrupts
 from experiments.errors import ExperimentError, TrainingDiverged
 from experiments.interrupts import Interrupted
 from experiments.train.common import (
+    any_process,
     best_metric_key,
     build_experiment,
     early_stop,
@@ -104,7 +105,7 @@ def _mirror_callback():
             """``trainer.early_stopping_patience`` (the same rule as our loop) and a search's request to stop
             (a pruned trial); every process decides alike."""
             if self.run_dir is not None and self.stopped is None:
-                self.stopped = requested_stop(self.run_dir, state.global_step, agree=_any_process)
+                self.stopped = requested_stop(self.run_dir, state.global_step, agree=any_process)
                 control.should_training_stop = control.should_training_stop or self.stopped is not None
             if not metrics or not self.cfg.trainer.early_stopping_patience:
                 return
@@ -151,20 +152,6 @@ def _mirror_callback():
                 self.tracking.log(values, step)
 
     return Mirror
-
-
-def _any_process(flag: bool) -> bool:
-    """True on every process when ``flag`` is true on any (one process: the flag itself)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return flag
-    import torch
-
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    value = torch.tensor(float(flag), device=device)
-    dist.all_reduce(value)
-    return bool(value.item())
 
 
 def _resume_checkpoint(t, output_dir: str) -> Optional[str]:

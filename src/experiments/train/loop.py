@@ -20,6 +20,7 @@ from experiments.errors import TrainingDiverged
 from experiments.interrupts import Interrupted
 from experiments.train import checkpoints, sharding
 from experiments.train.common import (
+    any_process,
     best_metric_key,
     build_experiment,
     early_stop,
@@ -385,17 +386,10 @@ class Recipe:
 
     def _stop_if_requested(self, step: int) -> None:
         """A search's pruner asked this run to stop (at a logging or evaluation step, on every process)."""
-        stopped = requested_stop(self.run_dir, step, agree=self._any_process)
+        stopped = requested_stop(self.run_dir, step, agree=any_process)
         if stopped:
             self.state["stopped"] = stopped
             log.info("stopping at step %d: %s", step, stopped["reason"])
-
-    def _any_process(self, flag: bool) -> bool:
-        if self.accelerator.num_processes == 1:
-            return flag
-        import torch
-
-        return bool(self.accelerator.reduce(torch.tensor(float(flag), device=self.accelerator.device), "sum").item())
 
     def stop_if_asked(self) -> None:
         """At an optimizer-step boundary: every process agrees, saves a checkpoint, and stops."""
