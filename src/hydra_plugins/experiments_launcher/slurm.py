@@ -230,42 +230,29 @@ class _AccelerateMixin:
             time.sleep(1)
 
     def _run_dir(self, num: int, overrides: List[str]) -> Path:
+        from hydra_plugins.experiments_launcher._jobs import job_run_dir
+
         assert self.config is not None and self.hydra_context is not None
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        try:
-            config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
-            with open_dict(config):
-                config.hydra.job.num = num
-            return sweep_dir / str(OmegaConf.select(config, "hydra.sweep.subdir"))
-        except Exception:
-            return sweep_dir / str(num)
+        return job_run_dir(self.hydra_context.config_loader, self.config, overrides, num)
 
     def _recorded_error(self, num: int, overrides: List[str]) -> Optional[str]:
         """The error the job recorded itself (sweep_job.json), if it could."""
-        import json
-
         from experiments.sweep import records
 
-        path = self._run_dir(num, overrides) / records.RECORD_FILE
-        try:
-            return json.loads(path.read_text()).get("error") or None
-        except (OSError, ValueError):
-            return None
+        return (records.read(self._run_dir(num, overrides)) or {}).get("error") or None
 
     def _record_failure(self, num: int, overrides: List[str], line: str, started: float) -> None:
         """Write (or correct) the job's record: failed, with ``line`` as its error."""
-        import json
-
         from experiments.sweep import records
         from experiments.sweep.naming import sweep_id
 
         assert self.config is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         run_dir = self._run_dir(num, overrides)
-        try:
-            record = json.loads((run_dir / records.RECORD_FILE).read_text())
+        record = records.read(run_dir)
+        if record is not None:
             record.update(status=records.FAILED, error=line)
-        except (OSError, ValueError):
+        else:
             record = records.build(job=num, overrides=overrides, status=records.FAILED, run_dir=run_dir,
                                    sweep_dir=sweep_dir, sweep=sweep_id(str(sweep_dir)), started_at=started,
                                    finished_at=time.time(), error=line,

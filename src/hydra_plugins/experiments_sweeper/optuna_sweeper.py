@@ -9,7 +9,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 
 class SearchFailed(CompactHydraException):
@@ -68,9 +68,8 @@ class OptunaSweeper(Sweeper):
         return self.launcher.launch(batch, initial_job_idx=first_job)
 
     def _run_dir(self, overrides: List[str], num: int) -> Path:
-        """Where job ``num`` runs: ``hydra.sweep.subdir`` of its composed config (as the launcher places it)."""
+        """Where job ``num`` runs, as the launcher places it."""
+        from hydra_plugins.experiments_launcher._jobs import job_run_dir
+
         assert self.config is not None and self.hydra_context is not None
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-        with open_dict(config):
-            config.hydra.job.num, config.hydra.job.id = num, str(num)
-        return Path(str(self.config.hydra.sweep.dir)) / str(OmegaConf.select(config, "hydra.sweep.subdir"))
+        return job_run_dir(self.hydra_context.config_loader, self.config, overrides, num)
