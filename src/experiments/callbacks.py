@@ -80,6 +80,8 @@ class SweepCallback(Callback):
         if self._finalized or self._sweep_config is None:
             return
         self._finalized = True
+        if not Path(str(self._sweep_config.hydra.sweep.dir)).is_dir():
+            return  # stopped before its first job (its launcher could not start): nothing to summarise or write
         try:
             finish_sweep(self._sweep_config, print_table=self.print_table, report=self.report)
         except Exception as exc:  # the summary must never hide the sweep's own outcome

@@ -78,6 +78,7 @@ def run_job(cfg) -> Optional[float]:
     from experiments.rundir import record_resume, remove_created
     from experiments.runs import finish_run, start_run
     from experiments.train.checkpoints import resume_in_place
+    from experiments.train.nodes import config_dir
 
     interrupts.current().install()
     hydra_cfg = HydraConfig.get()
@@ -89,13 +90,16 @@ def run_job(cfg) -> Optional[float]:
 
             apply_sweep_context(cfg, hydra_cfg)
         typed = to_typed(cfg)
-        if not multirun and typed.mode == "train" and resume_in_place(typed.trainer.resume):
+        node = typed.trainer.machine_rank if typed.mode == "train" else 0  # > 0: node 0 records the run
+        if not multirun and not node and typed.mode == "train" and resume_in_place(typed.trainer.resume):
             record_resume(run_dir, cfg)  # the preflight checked it is the same experiment: log what changed
-        start_run(cfg, run_dir)
+        start_run(cfg, config_dir(run_dir, node))
         if typed.mode == "train":
             from experiments.train import train
 
             metrics = train(typed, run_dir)
+            if node:
+                return None
         else:
             from experiments.infer import infer
 

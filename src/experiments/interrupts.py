@@ -1,4 +1,6 @@
-"""Clean interrupts: Ctrl-C (SIGINT) and SIGTERM stop a run with one line and exit 130 / 143.
+"""Clean interrupts: Ctrl-C (SIGINT), SIGTERM and SIGUSR2 stop a run with one line and exit 130 / 143 / 140.
+SIGUSR2 is what a scheduler sends ahead of a job's time limit (Slurm's ``--signal=USR2@<seconds>``): the run
+checkpoints and stops in time, and its launcher requeues it (docs/scaling.md).
 
 While training runs (set-up included) the signal is *deferred*: it is only recorded, and the code acts on
 it at safe points — between set-up phases (the run stops, leaving nothing) and at optimizer-step
@@ -14,7 +16,8 @@ from typing import Optional
 
 from experiments.errors import ExperimentError
 
-_NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
+_NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM", signal.SIGUSR2: "SIGUSR2 (time limit ahead)"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 def signal_name(signum: int) -> str:
@@ -56,7 +59,7 @@ class StopRequest:
 
     def install(self) -> "StopRequest":
         if not self._previous and threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from omegaconf import OmegaConf
 
 from experiments.errors import ExperimentError
-from experiments.runs import CONFIG_FILE
+from experiments.runs import CONFIG_FILE, flat_keys
 from experiments.train.checkpoints import resume_in_place, resume_requested
 
 RESUME_LOG = "resume_log.jsonl"
@@ -28,7 +28,8 @@ RESUME_SUBDIR_ENV = "EXPERIMENTS_RESUME_HYDRA_SUBDIR"
 # Keys a resumed run may change without becoming another experiment (where files go, what is logged).
 RESUME_FREE = ("trainer.resume", "paths.output_dir", "paths.root_dir", "logger.", "inference.", "tags",
                "objective", "trainer.log_every_n_steps", "trainer.save_total_limit", "trainer.save_steps",
-               "trainer.dataloader_num_workers", "trainer.main_process_port", "trainer.main_process_ip")
+               "trainer.dataloader_num_workers", "trainer.main_process_port", "trainer.main_process_ip",
+               "trainer.rendezvous_timeout_s")
 # Keys a resumed run may raise: it trains longer (the schedule stretches to the new end from here on).
 RESUME_LONGER = ("trainer.epochs", "trainer.max_steps")
 
@@ -43,7 +44,13 @@ def plan_single_run(overrides: List[str]) -> List[str]:
     cfg, hydra_cfg = compose_with_hydra(overrides)
     run_dir = Path(str(hydra_cfg.run.dir))
     typed = to_typed(cfg)
-    extra = [] if any(o.startswith("hydra.run.dir=") for o in overrides) else [f"hydra.run.dir={run_dir}"]
+    pinned = any(o.startswith("hydra.run.dir=") for o in overrides)
+    extra = [] if pinned else [f"hydra.run.dir={run_dir}"]
+    if typed.mode == "train" and typed.trainer.machine_rank > 0:
+        if not pinned:
+            raise ExperimentError(f"trainer.machine_rank={typed.trainer.machine_rank} joins node 0's run: give it "
+                                  f"the same hydra.run.dir=<dir> as the command on node 0")
+        return [f"{k}={'null' if v is None else v}" for k, v in node_settings(run_dir, typed.trainer.machine_rank).items()]
     resume = typed.mode == "train" and resume_requested(typed.trainer.resume)
     if resume and resume_in_place(typed.trainer.resume):
         check_resumable(run_dir, cfg, typed.trainer.backend)
@@ -62,6 +69,17 @@ def plan_single_run(overrides: List[str]) -> List[str]:
         os.environ[CREATED_ENV] = str(run_dir.resolve())
         os.environ[CREATED_TOP_ENV] = str(top)
     return extra
+
+
+def node_settings(run_dir: Path, machine_rank: int) -> Dict[str, Any]:
+    """Hydra settings of node ``machine_rank`` > 0 of a run on several machines: Hydra writes nothing into the
+    run dir (node 0 records the run; its resume is checked there), and this node's log goes to its
+    node-local folder (``train.nodes.node_dir``)."""
+    from experiments.train.nodes import node_dir
+
+    folder = node_dir(run_dir, machine_rank)
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"hydra.output_subdir": None, "hydra.job_logging.handlers.file.filename": str(folder / "run.log")}
 
 
 def check_fresh(run_dir: Path, resume: bool) -> None:
@@ -100,15 +118,6 @@ def checkpoint_run_dir(path: Path) -> Optional[Path]:
     return None
 
 
-def _flat(container: Any, prefix: str = "") -> Dict[str, Any]:
-    if isinstance(container, dict):
-        out: Dict[str, Any] = {}
-        for key, value in container.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out or {prefix.rstrip("."): {}}
-    return {prefix.rstrip("."): container}
-
-
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
@@ -117,10 +126,10 @@ def _same(a: Any, b: Any) -> bool:
 
 def resume_changes(run_dir: Path, cfg) -> Tuple[Dict[str, list], Dict[str, list]]:
     """(allowed, refused) differences between the saved config of ``run_dir`` and ``cfg``."""
-    saved = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE), resolve=False))
+    saved = flat_keys(OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE), resolve=False))
     container = OmegaConf.to_container(cfg, resolve=True)
     container.pop("hydra", None)
-    new = _flat(container)
+    new = flat_keys(container)
     allowed, refused = {}, {}
     for key in sorted(set(saved) | set(new)):
         old_value, new_value = saved.get(key, "<unset>"), new.get(key, "<unset>")

@@ -54,6 +54,16 @@ def environment(num_processes: int = 1) -> Dict[str, Any]:
     }
 
 
+def flat_keys(container: Any, prefix: str = "") -> Dict[str, Any]:
+    """``{"trainer.lr": 3e-5, ...}`` of a nested config container (an empty mapping kept as ``{}``)."""
+    if isinstance(container, dict):
+        out: Dict[str, Any] = {}
+        for key, value in container.items():
+            out.update(flat_keys(value, f"{prefix}{key}."))
+        return out or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): container}
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None

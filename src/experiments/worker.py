@@ -18,28 +18,37 @@ def main(argv=None) -> int:
     from experiments.errors import ExperimentError
     from experiments.train import train
     from experiments.train.launch import ERROR_FILE_ENV
+    from experiments.train.nodes import agree_on_config, announce_rendezvous, process_state
 
     interrupts.current().install()
     try:
-        train(load_run_config(run_dir), run_dir)
+        cfg = load_run_config(run_dir)
+        process_state()  # every rank of every machine has joined once this returns
+        announce_rendezvous()
+        agree_on_config(cfg)
+        train(cfg, run_dir)
     except ExperimentError as exc:
-        if rank == 0:
-            Path(os.environ.get(ERROR_FILE_ENV, run_dir / "error.txt")).write_text(str(exc) + "\n")
-        print(f"error: {exc}", file=sys.stderr)
+        if ERROR_FILE_ENV not in os.environ:
+            print(f"error: {exc}", file=sys.stderr)
+        elif int(os.environ.get("LOCAL_RANK", rank)) == 0:  # this node's parent reports it, with its exit code
+            Path(os.environ[ERROR_FILE_ENV]).write_text(f"{exc.exit_code} {exc}\n")
         return exc.exit_code
     return 0
 
 
 def load_run_config(run_dir: Path):
-    """The typed config the parent process wrote for this run (workers never compose config themselves)."""
+    """The typed config this node's parent wrote for this run (workers never compose config themselves):
+    ``<run dir>/config.yaml`` on node 0, a node-local copy on the others."""
     from omegaconf import OmegaConf
 
     from experiments.config import schema
     from experiments.config.validate import to_typed
     from experiments.runs import CONFIG_FILE
+    from experiments.train.nodes import CONFIG_FILE_ENV
 
+    path = Path(os.environ.get(CONFIG_FILE_ENV) or run_dir / CONFIG_FILE)
     base = OmegaConf.structured(schema.ExperimentConfig)
-    return to_typed(OmegaConf.merge(base, OmegaConf.load(run_dir / CONFIG_FILE)))
+    return to_typed(OmegaConf.merge(base, OmegaConf.load(path)))
 
 
 if __name__ == "__main__":

@@ -204,7 +204,9 @@ class TrainerConfig:
     num_machines: int = 1
     machine_rank: int = 0
     main_process_ip: Optional[str] = None
-    main_process_port: Optional[int] = None  # None: pick a free port
+    main_process_port: Optional[int] = None  # None: pick a free port (one machine only)
+    # N machines: how long the nodes wait for each other to join before the run stops with one line
+    rendezvous_timeout_s: int = 300
     resume: Optional[str] = None  # true/latest: newest checkpoint of this run; or a checkpoint path
     limit_train_batches: Optional[int] = None  # debug: stop each epoch after N batches
     limit_eval_batches: Optional[int] = None
@@ -244,7 +246,23 @@ class TrainerConfig:
         _positive("trainer.dataloader_num_workers", self.dataloader_num_workers, allow_zero=True, allow_none=False)
         if not 0 <= self.machine_rank < self.num_machines:
             raise ConfigValueError("trainer.machine_rank", f"must be in [0, {self.num_machines}), got {self.machine_rank}")
+        _positive("trainer.rendezvous_timeout_s", self.rendezvous_timeout_s, allow_none=False)
+        self._check_machines()
         self._check_sharding()
+
+    def _check_machines(self) -> None:
+        """N machines meet at node 0's address and a port every node knows in advance."""
+        if self.num_machines == 1:
+            return
+        if not self.main_process_ip:
+            raise ConfigValueError("trainer.main_process_ip", f"is not set but trainer.num_machines="
+                                   f"{self.num_machines}: give node 0's address (the same on every node)")
+        if not self.main_process_port:
+            raise ConfigValueError("trainer.main_process_port", "is not set but trainer.num_machines="
+                                   f"{self.num_machines}: give a free port of node 0 (the same on every node)")
+        if not 0 < self.main_process_port < 65536:
+            raise ConfigValueError("trainer.main_process_port", f"must be a TCP port (1-65535), got "
+                                   f"{self.main_process_port}")
 
     def _check_sharding(self) -> None:
         """``distributed=fsdp`` shards over processes of our own loop (Accelerate), so it needs more than one."""

@@ -58,13 +58,18 @@ def problem(directory: Path) -> Optional[str]:
     return None
 
 
+def step_of(directory: Path) -> int:
+    """The optimizer step of a ``step_<N>`` checkpoint folder."""
+    return int(_STEP.search(Path(directory).name).group(1))
+
+
 def checkpoint_dirs(run_dir: Path, whole_only: bool = True) -> List[Path]:
     """Checkpoints of a run, oldest first; by default only whole ones (see module docstring)."""
     root = Path(run_dir) / "checkpoints"
     found = [p for p in root.glob("step_*") if _STEP.search(p.name) and p.is_dir()]
     if whole_only:
         found = [p for p in found if problem(p) is None]
-    return sorted(found, key=lambda p: int(_STEP.search(p.name).group(1)))
+    return sorted(found, key=step_of)
 
 
 def has_checkpoint(run_dir: Path, backend: str = "accelerate") -> bool:
@@ -74,14 +79,18 @@ def has_checkpoint(run_dir: Path, backend: str = "accelerate") -> bool:
     return bool(checkpoint_dirs(run_dir))
 
 
-def save(accelerator, run_dir: Path, step: int, state: Dict[str, Any], keep: int) -> Path:
+def save(accelerator, run_dir: Path, step: int, state: Dict[str, Any], keep: int, shared: bool = True) -> Path:
+    """Every process writes its part; then the writer lists the files and rotates old checkpoints. The writer
+    is global rank 0 on a run dir every node shares (``shared``), else each node's first process: every node
+    then holds a whole checkpoint (Accelerate's ``save_on_each_node``)."""
     directory = Path(run_dir) / "checkpoints" / f"step_{step}"
-    if accelerator.is_main_process and directory.exists():
+    writer = accelerator.is_main_process if shared else accelerator.is_local_main_process
+    if writer and directory.exists():
         shutil.rmtree(directory)  # an unfinished attempt at this same step, from this run
     accelerator.wait_for_everyone()
     accelerator.save_state(str(directory))
     accelerator.wait_for_everyone()  # every process's files (its RNG state, its shards) are written before listing
-    if accelerator.is_main_process:
+    if writer:
         payload = dict(state, _files=_files(directory))
         tmp = directory / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(payload))

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 from experiments import hardware, interrupts
 from experiments.errors import ExperimentError, TrainingDiverged
 from experiments.interrupts import Interrupted
+from experiments.train import nodes
 from experiments.train.common import (
     any_process,
     best_metric_key,
@@ -58,6 +59,8 @@ def training_arguments(cfg, run_dir: Path):
         save_strategy=save_strategy,
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
+        # N machines with a run dir on each one's own disk: every node keeps a whole checkpoint (nodes.py)
+        save_on_each_node=not nodes.shared_filesystem(run_dir, t.num_machines),
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_steps=t.log_every_n_steps,
         logging_nan_inf_filter=False,  # a diverged loss must show (and stop the run), not be averaged away

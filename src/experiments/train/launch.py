@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -40,51 +41,111 @@ def launch_command(cfg, run_dir: Path) -> List[str]:
 
     t = cfg.trainer
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-           "--num_processes", str(t.num_processes * t.num_machines if t.num_machines > 1 else t.num_processes),
+           "--num_processes", str(t.num_processes * t.num_machines),  # accelerate counts every node's
            "--num_machines", str(t.num_machines), "--machine_rank", str(t.machine_rank),
            "--mixed_precision", mixed_precision(t.mixed_precision), "--dynamo_backend", "no",
            "--main_process_port", str(t.main_process_port or free_port())]
     if t.main_process_ip:
         cmd += ["--main_process_ip", t.main_process_ip]
-    if not torch.cuda.is_available():
-        cmd += ["--num_cpu_threads_per_process", str(max(1, (os.cpu_count() or 1) // t.num_processes))]
+    if not torch.cuda.is_available():  # the CPU's cores split between this machine's processes, unless set
+        threads = os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // t.num_processes)
+        cmd += ["--num_cpu_threads_per_process", str(threads)]
     return cmd + ["-m", WORKER_MODULE, str(run_dir)]
 
 
+def check_port_free(port: int) -> None:
+    """Node 0 of N machines listens on ``trainer.main_process_port``: a port in use is one line, now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as torch's store binds it: an earlier
+        try:  # run's connections still closing (TIME_WAIT) do not count, a process listening there does
+            sock.bind(("", port))
+        except OSError as exc:
+            raise ExperimentError(f"trainer.main_process_port={port} cannot be used on this machine (node 0): "
+                                  f"{exc.strerror or exc}; choose a free port, the same on every node") from None
+
+
 def launch_workers(cfg, run_dir: Path) -> Dict[str, Any]:
-    """Start the workers, wait, and return the metrics rank 0 wrote."""
+    """Start this node's workers, wait, and return the metrics rank 0 wrote (a node of rank > 0 returns {}:
+    node 0 holds the run's record)."""
+    import tempfile
+
     import torch
 
-    from experiments.runs import read_metrics
+    from experiments.runs import CONFIG_FILE, read_metrics
+    from experiments.train.nodes import CONFIG_FILE_ENV, RENDEZVOUS_FILE_ENV, config_dir
 
+    t = cfg.trainer
     env = dict(os.environ, EXPERIMENTS_WORKER="1", PYTHONUNBUFFERED="1")
     if not torch.cuda.is_available():
         env["ACCELERATE_USE_CPU"] = "1"
-    elif torch.cuda.device_count() < cfg.trainer.num_processes:
-        raise ExperimentError(f"trainer.num_processes={cfg.trainer.num_processes} but only "
+    elif torch.cuda.device_count() < t.num_processes:
+        raise ExperimentError(f"trainer.num_processes={t.num_processes} but only "
                               f"{torch.cuda.device_count()} GPU(s) are visible")
+    if t.num_machines > 1 and t.machine_rank == 0:
+        check_port_free(t.main_process_port)
     cmd = launch_command(cfg, run_dir)
-    log.info("launching %d processes: %s", cfg.trainer.num_processes, " ".join(cmd))
-    error_file = run_dir / f".error-{os.getpid()}.txt"  # this invocation's: an earlier attempt's never counts
-    env[ERROR_FILE_ENV] = str(error_file)
-    returncode, signum = _wait_forwarding_signals(cmd, env, run_dir / "launch.log", error_file)
-    message = error_file.read_text().strip() if error_file.exists() else None
-    error_file.unlink(missing_ok=True)
+    log.info("launching %d of %d processes (machine %d of %d): %s", t.num_processes,
+             t.num_processes * t.num_machines, t.machine_rank, t.num_machines, " ".join(cmd))
+    with tempfile.TemporaryDirectory(prefix="experiments-launch-") as scratch:  # this invocation's, node-local
+        error_file, met = Path(scratch) / "error.txt", Path(scratch) / "rendezvous.ok"
+        env.update({ERROR_FILE_ENV: str(error_file), RENDEZVOUS_FILE_ENV: str(met),
+                    CONFIG_FILE_ENV: str(config_dir(run_dir, t.machine_rank) / CONFIG_FILE)})
+        log_path = run_dir / "launch.log" if t.machine_rank == 0 else config_dir(run_dir, t.machine_rank) / "launch.log"
+        returncode, signum, waited = _wait_forwarding_signals(cmd, env, log_path, error_file,
+                                                              Rendezvous(met, t.rendezvous_timeout_s))
+        code, _, message = (error_file.read_text().strip() if error_file.exists() else "").partition(" ")
+    if waited:
+        raise ExperimentError(rendezvous_failed(t, waited))
     if signum is not None:
         raise Interrupted(signum, message or "")
     if returncode != 0:
-        detail = message or f"see {run_dir}/launch.log"
-        error = ExperimentError(f"{cfg.trainer.num_processes}-process run failed (exit {returncode}): {detail}")
-        error.exit_code = returncode if returncode in (2, 3) else 1  # bad input / diverged, as in one process
+        detail = message or f"see {log_path}"
+        error = ExperimentError(f"{t.num_processes * t.num_machines}-process run failed (exit {returncode}): {detail}")
+        # bad input / diverged, as in one process (torch's launcher itself exits 1 whatever its ranks did)
+        error.exit_code = int(code) if code.isdigit() and message else 1
         raise error
+    if t.machine_rank > 0:
+        log.info("machine %d of %d is done; node 0 holds the run's record in %s", t.machine_rank, t.num_machines,
+                 run_dir)
+        return {}
     return read_metrics(run_dir)
 
 
-def _wait_forwarding_signals(cmd: List[str], env: Dict[str, str], log_path: Path, error_file: Path):
+class Rendezvous:
+    """The parent's view of its workers' rendezvous: done once ``flag`` exists; given up after ``timeout_s``."""
+
+    def __init__(self, flag: Path, timeout_s: float) -> None:
+        self.flag, self.timeout_s = flag, timeout_s
+        self.started = time.monotonic()
+        self.done = False
+
+    def expired(self) -> bool:
+        if not self.done:
+            self.done = self.flag.exists()
+        return not self.done and time.monotonic() - self.started > self.timeout_s
+
+
+def rendezvous_failed(t, waited: float) -> str:
+    """The one line of a rendezvous that did not complete in time."""
+    where = f"{t.main_process_ip}:{t.main_process_port}" if t.num_machines > 1 else "this machine"
+    if t.num_machines > 1:
+        hint = (f"start the same command on all {t.num_machines} machines, each with its own trainer.machine_rank, "
+                f"and check that trainer.main_process_ip is node 0's address, reachable from every node, and "
+                f"its port open")
+    else:
+        hint = "check that the processes can reach each other"
+    return (f"the {t.num_processes * t.num_machines} processes did not all join at {where} within "
+            f"trainer.rendezvous_timeout_s={t.rendezvous_timeout_s} s (machine {t.machine_rank} of "
+            f"{t.num_machines} waited {waited:.0f} s): {hint}")
+
+
+def _wait_forwarding_signals(cmd: List[str], env: Dict[str, str], log_path: Path, error_file: Path,
+                             rendezvous: "Rendezvous"):
     """Run the launcher in its own session and pass Ctrl-C / SIGTERM on as one SIGTERM, which torch's
     launcher hands to every rank: each rank checkpoints at the next step and stops (no rank is killed
-    mid-write). Signals are recorded, not raised, while ``train()`` runs (it sets the deferral).
-    Returns (exit code, the signal received or None)."""
+    mid-write). Signals are recorded, not raised, while ``train()`` runs (it sets the deferral). A rendezvous
+    that does not complete in time ends the launcher's whole process group.
+    Returns (exit code, the signal received or None, seconds waited for a rendezvous that failed or 0)."""
     import signal
     import threading
 
@@ -100,11 +161,16 @@ def _wait_forwarding_signals(cmd: List[str], env: Dict[str, str], log_path: Path
             try:
                 code = proc.wait(timeout=0.2)
                 relay.join()
-                return code, stop.signum
+                return code, stop.signum, 0
             except subprocess.TimeoutExpired:
                 if stop.requested and not forwarded:
                     proc.send_signal(signal.SIGTERM)
                     forwarded = True
+                elif rendezvous.expired():
+                    os.killpg(proc.pid, signal.SIGKILL)  # nothing was trained yet: nothing to save
+                    proc.wait()
+                    relay.join(timeout=5)
+                    return proc.returncode, None, time.monotonic() - rendezvous.started
     finally:
         if proc.poll() is None:  # a second signal: stop now
             proc.kill()

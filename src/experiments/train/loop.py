@@ -16,9 +16,9 @@ from typing import Any, Dict, Optional
 
 from experiments import hardware, interrupts
 from experiments.data.lm import NUM_EXAMPLES
-from experiments.errors import TrainingDiverged
+from experiments.errors import ExperimentError, TrainingDiverged
 from experiments.interrupts import Interrupted
-from experiments.train import checkpoints, sharding
+from experiments.train import checkpoints, nodes, sharding
 from experiments.train.common import (
     any_process,
     best_metric_key,
@@ -163,16 +163,18 @@ class Recipe:
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
         from accelerate import Accelerator, DataLoaderConfiguration
-        from accelerate.utils import set_seed
+        from accelerate.utils import ProjectConfiguration, set_seed
 
         from experiments import adapters
 
         t = self.t
         self.precision = hardware.mixed_precision(t.mixed_precision)
+        self.shared_fs = nodes.shared_filesystem(self.run_dir, t.num_machines)
         self.accelerator = Accelerator(
             mixed_precision=self.precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
-            dynamo_plugin=_dynamo_plugin(t.compile), fsdp_plugin=sharding.fsdp_plugin(t))
+            dynamo_plugin=_dynamo_plugin(t.compile), fsdp_plugin=sharding.fsdp_plugin(t),
+            project_config=ProjectConfiguration(save_on_each_node=not self.shared_fs))
         sharding.activate(self.accelerator, t)
         set_seed(t.seed)
         stop = interrupts.current()
@@ -192,13 +194,23 @@ class Recipe:
             model, optimizer, train_dl, eval_dl)
         self._schedule()
         stop.check()
-        self.resume_from = checkpoints.find(t.resume, self.run_dir)
+        self.resume_from = self._resume_point()
         if self.resume_from is not None:
             self.state = checkpoints.restore(self.accelerator, self.resume_from)
             log.info("resumed from %s (step %d, epoch %d)", self.resume_from, self.state["global_step"],
                      self.state["epoch"])
         self.name = run_name(self.cfg, hydra_overrides())
         self._start_tracking()
+
+    def _resume_point(self) -> Optional[Path]:
+        """The checkpoint to continue from; with several processes, the same step on every one of them."""
+        if self.accelerator.num_processes == 1:
+            return checkpoints.find(self.t.resume, self.run_dir)
+        try:
+            found, error = checkpoints.find(self.t.resume, self.run_dir), None
+        except ExperimentError as exc:
+            found, error = None, str(exc)
+        return nodes.agree_on_step(found, error)
 
     def _schedule(self) -> None:
         """Steps per epoch, total steps and the LR scheduler (its horizon scaled to the process count)."""
@@ -379,7 +391,7 @@ class Recipe:
 
     def checkpoint(self) -> None:
         checkpoints.save(self.accelerator, self.run_dir, self.state["global_step"], self.state,
-                         keep=self.t.save_total_limit)
+                         keep=self.t.save_total_limit, shared=self.shared_fs)
 
     def _pruned(self) -> bool:
         return (self.state.get("stopped") or {}).get("reason") == "pruned"

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -21,21 +22,38 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, se
 from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf, open_dict
 
+from experiments.callbacks import NODE_RANK_ENV  # only node 0 records a job
 from hydra_plugins.experiments_launcher.subprocess_launcher import SweepJobFailed
 
 log = logging.getLogger(__name__)
 
 try:
+    from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
     from submitit.slurm.slurm import SlurmInfoWatcher
 except ImportError:  # hydra-submitit-launcher not installed: the configs are simply unavailable
     LocalLauncher = SlurmLauncher = None
     SlurmInfoWatcher = object
+else:
+    from dataclasses import dataclass
 
-NODE_RANK_ENV = "EXPERIMENTS_NODE_RANK"  # read by experiments.callbacks
+    from hydra.core.config_store import ConfigStore
+
+    @dataclass
+    class SlurmRequeueConf(SlurmQueueConf):
+        """hydra-submitit-launcher's Slurm settings + how often a job stopped by Slurm is requeued."""
+        max_requeues: int = 3
+
+    @dataclass
+    class LocalRequeueConf(LocalQueueConf):
+        max_requeues: int = 0
+
+    for _name, _node in (("submitit_slurm_requeue", SlurmRequeueConf), ("submitit_local_requeue", LocalRequeueConf)):
+        ConfigStore.instance().store(group="hydra/launcher", name=_name, node=_node, provider="experiments")
+
 # Slurm states of a job that has not ended yet (as submitit counts them).
 RUNNING_STATES = ("READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED",
-                  "CONFIGURING", "SUSPENDED", "RESIZING")
+                  "CONFIGURING", "SUSPENDED", "RESIZING", "REQUEUE_FED", "REQUEUE_HOLD", "SIGNALING", "STAGE_OUT")
 GONE = "ENDED"  # state of a job that squeue no longer knows (no accounting to say how it ended)
 STATE_WAIT_S = 60  # how long a failed job's final Slurm state is waited for (it is completing)
 
@@ -50,11 +68,18 @@ def rendezvous_port(job_id: str) -> int:
     return 20000 + int(digits) % 20000
 
 
-def node_settings(gpus_per_node: Optional[int]) -> Dict[str, Any]:
-    """``trainer.*`` values for this node of the allocation (from submitit's view of the job)."""
+def node_settings(gpus_per_node: Optional[int], num_machines: int = 1) -> Dict[str, Any]:
+    """``trainer.*`` values for this node of the allocation (from submitit's view of the job). A config that
+    asks for another machine count than the allocation has is one line (the nodes would wait for ever)."""
     import submitit
 
+    from experiments.errors import ExperimentError
+
     env = submitit.JobEnvironment()
+    if num_machines > 1 and num_machines != env.num_nodes:
+        raise ExperimentError(f"trainer.num_machines={num_machines} but the Slurm job has {env.num_nodes} node(s): "
+                              f"set hydra.launcher.nodes={num_machines} (the launcher sets trainer.num_machines "
+                              f"from it)")
     settings: Dict[str, Any] = {}
     if gpus_per_node:
         settings["trainer.num_processes"] = int(gpus_per_node)
@@ -157,7 +182,7 @@ class _AccelerateMixin:
         from experiments.sweep.summary import summarize
 
         assert self.config is not None and len(job_overrides) > 0
-        init_keys = {"submitit_folder", "max_num_timeout"}
+        init_keys = {"submitit_folder", "max_num_timeout", "max_requeues"}
         executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
                                          **{f"{self._EXECUTOR}_max_num_timeout": self.params[k]
                                             for k in ("max_num_timeout",) if k in self.params})
@@ -274,13 +299,66 @@ class _AccelerateMixin:
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = env.job_id
             sweep_config.hydra.job.num = job_num
-            for key, value in node_settings(self.params.get("gpus_per_node")).items():
+            run_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+            machines = int(OmegaConf.select(sweep_config, "trainer.num_machines", default=1) or 1)
+            for key, value in {**node_settings(self.params.get("gpus_per_node"), machines),
+                               **resume_settings(sweep_config, run_dir)}.items():
                 OmegaConf.update(sweep_config, key, value, merge=False)
+            if env.node:  # node 0 records the job; this node writes nothing of it (rundir.node_settings)
+                from experiments.rundir import node_settings as hydra_node_settings
+
+                for key, value in hydra_node_settings(run_dir, env.node).items():
+                    OmegaConf.update(sweep_config, key, value, merge=False)
         os.environ[NODE_RANK_ENV] = str(env.node)
         if env.node:
             log.info("node %d of %d joins job #%d", env.node, env.num_nodes, job_num)
-        return run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=sweep_config,
-                       job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
+        ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=sweep_config,
+                      job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
+        if ret.status == JobStatus.FAILED:
+            self._requeue_if_stopped(ret, env)
+        return ret
+
+    def _requeue_if_stopped(self, ret: JobReturn, env) -> None:
+        """A job that Slurm stopped (SIGTERM: preempted, requeued, its node taken down; SIGUSR2: its time limit
+        is near) has saved a checkpoint and stopped: it leaves no result, so that the sweep waits for it to run
+        again (Slurm requeues it; on SIGUSR2 the job requeues itself) and resume from that checkpoint in the same
+        run dir. A job requeued ``max_requeues`` times already, or one that failed for a real error, returns its
+        failure and is recorded as failed."""
+        import signal
+
+        from experiments.interrupts import Interrupted
+
+        stopped = ret._return_value
+        if not isinstance(stopped, Interrupted) or stopped.signum not in (signal.SIGTERM, signal.SIGUSR2):
+            return
+        restarts, limit = int(os.environ.get("SLURM_RESTART_COUNT") or 0), int(self.params.get("max_requeues") or 0)
+        if restarts >= limit:
+            log.error("job %s is not requeued: it ran %d time(s) already (hydra.launcher.max_requeues=%d)",
+                      env.job_id, restarts + 1, limit)
+            return
+        if stopped.signum == signal.SIGUSR2 and env.global_rank == 0:
+            subprocess.run(["scontrol", "requeue", str(env.job_id)], check=False, timeout=60)
+        log.warning("job %s stopped by %s after a checkpoint: requeued (%d of %d), it resumes in the same run dir",
+                    env.job_id, signal.Signals(stopped.signum).name, restarts + 1, limit)
+        logging.shutdown()
+        sys.exit(128 + stopped.signum)  # SystemExit: submitit writes no result for this attempt
+
+
+def resume_settings(sweep_config, run_dir: Path) -> Dict[str, Any]:
+    """A Slurm job running again (requeued after preemption, a time limit or a node failure) continues from
+    its newest whole checkpoint in its run dir; with none yet it starts over."""
+    from experiments.train.checkpoints import has_checkpoint
+
+    if not int(os.environ.get("SLURM_RESTART_COUNT") or 0):
+        return {}
+    backend = str(OmegaConf.select(sweep_config, "trainer.backend", default="accelerate"))
+    if not has_checkpoint(run_dir, backend):
+        log.warning("restart %s of this job: no checkpoint in %s yet, it starts over",
+                    os.environ["SLURM_RESTART_COUNT"], run_dir)
+        return {}
+    log.warning("restart %s of this job: resuming from its checkpoint in %s", os.environ["SLURM_RESTART_COUNT"],
+                run_dir)
+    return {"trainer.resume": "true"}
 
 
 def describe_end(job_id: str, state: str, error: str, result: bool = True) -> str:

@@ -231,6 +231,11 @@ class SubprocessLauncher(Launcher):
                 self._procs.pop(job.num, None)
         finally:
             gpus.release(gpu_ids)
+        return self._conclude(job, code, started, sweep_dir)
+
+    def _conclude(self, job: _Job, code: int, started: float, sweep_dir: Path) -> JobReturn:
+        """The job's return once its process ended with ``code`` (also used by the Ray launcher): the result
+        the job wrote, or, when it wrote none, a failure recorded for it."""
         ret = self._read_result(job)
         if ret is None:
             tail = _last_line(job.output)
