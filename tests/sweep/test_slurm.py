@@ -229,17 +229,19 @@ def job_processes(numeric_id: str) -> list:
 
 
 def release_when_requeued(cluster, job: str, sweep, timeout: float = 240) -> list:
-    """Slurm holds a requeued job back for about two minutes (its begin time), so that its first run's
-    processes are gone before it starts again; once they are gone, let it start now instead. Returns the
-    states the job went through."""
+    """Slurm holds a requeued job back for about two minutes (its begin time), so that the node has let go of
+    its first run before it starts again. Here: once that run's processes have been gone for a few seconds
+    (slurmd reports the end after its processes), let it start now. Returns the states the job went through."""
     numeric = re.search(r"JobId=(\d+)", cluster.run("scontrol", "show", "job", job).stdout).group(1)
-    deadline, seen = time.time() + timeout, []
+    deadline, seen, gone_since = time.time() + timeout, [], None
     while time.time() < deadline and not sweep.done():
         state = cluster.jobs().get(job)
         if not seen or seen[-1] != state:
             seen.append(state)
         if state == "PENDING" and not job_processes(numeric):
-            cluster.run("scontrol", "update", f"jobid={job}", "StartTime=now", check=False)
+            gone_since = gone_since or time.time()
+            if time.time() - gone_since > 8:
+                cluster.run("scontrol", "update", f"jobid={job}", "StartTime=now", check=False)
         if "PENDING" in seen and state == "RUNNING":
             break
         time.sleep(0.5)
