@@ -133,8 +133,8 @@ def agree_on_step(found: Optional[Path], error: Optional[str]) -> Optional[Path]
     errors = [e["error"] for e in everyone if e["error"]]
     if errors:
         raise ExperimentError(errors[0])
-    if all(e["chosen"] is None for e in everyone):
-        return None
+    if len({e["chosen"] for e in everyone}) == 1:  # every rank chose the same step (or none): keep it
+        return mine
     common = set.intersection(*(set(e["steps"]) for e in everyone))
     if not common:
         held = "; ".join(f"rank {rank}: {e['steps']}" for rank, e in enumerate(everyone))
