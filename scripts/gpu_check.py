@@ -21,9 +21,9 @@ next one runs.
                             paragraphs -> their headlines, random batches, compile off.
 * ``infer_vs_pipeline``     ``mode=infer`` at its defaults vs ``pipeline(batch_size=32)``: ``scripts/bench_infer.py``
                             on feature-extraction (MiniLM) and text-generation (SmolLM2) in a subprocess.
-* ``fsdp``                  ``python run.py trainer.distributed=fsdp trainer.num_processes=N`` (N = the GPUs). With
-                            one GPU the config is composed first; the framework's refusal (FSDP needs N > 1) is
-                            recorded as ``unsupported`` with its one line, and the run goes ahead if it is accepted.
+* ``fsdp``                  ``python run.py trainer.distributed=fsdp trainer.num_processes=N`` (N = the GPUs; one
+                            GPU runs FSDP over one process through the same launcher). The config is composed
+                            first: a refusal is recorded as ``unsupported`` with its one line.
 * ``ddp``                   with 2+ GPUs: ``python run.py trainer.num_processes=N`` (NCCL DDP) and the same run on
                             one process, for the scaling.
 

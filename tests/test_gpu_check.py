@@ -100,11 +100,12 @@ def test_arguments(check):
     assert check.display([sys.executable, str(REPO / "run.py"), "a=b c"]) == "python run.py 'a=b c'"
 
 
-def test_fsdp_on_one_gpu_records_the_frameworks_refusal(check, tmp_path):
+def test_fsdp_on_one_gpu_runs_one_sharded_process(check, tmp_path, monkeypatch):
     ctx = _ctx(check, tmp_path)
     ctx.gpus = 1
-    result = check.section_fsdp(ctx)  # composed only: refused before anything would run
-    assert result["status"] == "unsupported"
-    assert result["error"].startswith("invalid config: trainer.distributed: fsdp shards the model over processes")
-    assert result["command"].endswith("trainer.distributed=fsdp trainer.num_processes=1")
+    ran = []
+    monkeypatch.setattr(check, "cli_train", lambda ctx, name, overrides: ran.append(overrides) or {"ok": 1})
+    result = check.section_fsdp(ctx)  # the framework accepts the config, so the run goes ahead
+    assert result == {"processes": 1, "run": {"ok": 1}}
+    assert ran[0][-2:] == ["trainer.distributed=fsdp", "trainer.num_processes=1"]
     assert check.section_ddp(ctx) == {"status": "skipped: needs 2+ GPUs (1 visible)"}

@@ -238,32 +238,36 @@ def test_a_job_that_fails_by_itself_is_recorded_once_and_the_other_finishes(clus
     assert "Traceback" in (sweep_dir / ".launcher" / "job_1.out").read_text()  # full detail kept aside
 
 
-@pytest.mark.slow
-def test_a_node_killed_mid_job_runs_the_job_again_on_the_other_node(cluster, tmp_path):
-    sweep_dir = tmp_path / "multirun" / "killed"
-    args = [*TINY, *on_ray(cluster, "hydra.launcher.max_retries=1"), "trainer.lr=1e-5,3e-5",
+def sweep_with_a_node_killed(cluster, tmp_path, name: str, retries: int, job: int):
+    """A 2-job sweep on Ray (``max_retries=retries``); the node of ``job`` is killed once the job trains there
+    (its run dir has its config). Returns (the sweep's result, its dir, the killed node's id, the other's id)."""
+    sweep_dir = tmp_path / "multirun" / name
+    args = [*TINY, *on_ray(cluster, f"hydra.launcher.max_retries={retries}"), "trainer.lr=1e-5,3e-5",
             f"hydra.sweep.dir={sweep_dir}"]
     done = {}
     sweep = threading.Thread(target=lambda: done.update(result=run_sweep(args, cwd=tmp_path, timeout=300)))
     sweep.start()
     try:
-        # Kill the node of job 0 once the job is training there (its run dir has its config).
-        output, deadline = sweep_dir / ".launcher" / "job_0.out", time.time() + 120
-        while not (attempts_in(output) and (sweep_dir / "0" / "config.yaml").is_file()):
+        output, deadline = sweep_dir / ".launcher" / f"job_{job}.out", time.time() + 120
+        while not (attempts_in(output) and (sweep_dir / str(job) / "config.yaml").is_file()):
             assert time.time() < deadline and sweep.is_alive(), explain(done.get("result")) if done else "no start"
             time.sleep(0.1)
         victim_id = attempts_in(output)[0]["node_id"]
-        victim = next(name for name, node_id in cluster.ids().items() if node_id == victim_id)
-        survivor_id = next(node_id for name, node_id in cluster.ids().items() if name != victim)
-        assert not (sweep_dir / "0" / records.RECORD_FILE).exists(), "job 0 ended before its node could be killed"
-        cluster.kill(victim)
-        sweep.join(300)
+        survivor_id = next(node_id for node_id in cluster.ids().values() if node_id != victim_id)
+        assert not (sweep_dir / str(job) / records.RECORD_FILE).exists(), "the job ended before its node was killed"
+        cluster.kill(next(name for name, node_id in cluster.ids().items() if node_id == victim_id))
     finally:
         sweep.join(300)
         cluster.restore()
     result = done["result"]
-    assert result.returncode == 0, explain(result)
     no_traceback(result)
+    return result, sweep_dir, victim_id, survivor_id
+
+
+@pytest.mark.slow
+def test_a_node_killed_mid_job_runs_the_job_again_on_the_other_node(cluster, tmp_path):
+    result, sweep_dir, victim_id, survivor_id = sweep_with_a_node_killed(cluster, tmp_path, "killed", 1, job=0)
+    assert result.returncode == 0, explain(result)
     data = summary(sweep_dir)
     assert [(j["job"], j["status"]) for j in data["jobs"]] == [(0, "finished"), (1, "finished")], data["jobs"]
     nodes = ray_nodes(sweep_dir, data)
@@ -275,25 +279,8 @@ def test_a_node_killed_mid_job_runs_the_job_again_on_the_other_node(cluster, tmp
 
 @pytest.mark.slow
 def test_a_node_killed_without_retries_records_the_job_failed(cluster, tmp_path):
-    sweep_dir = tmp_path / "multirun" / "lost"
-    args = [*TINY, *on_ray(cluster, "hydra.launcher.max_retries=0"), "trainer.lr=1e-5,3e-5",
-            f"hydra.sweep.dir={sweep_dir}"]
-    done = {}
-    sweep = threading.Thread(target=lambda: done.update(result=run_sweep(args, cwd=tmp_path, timeout=300)))
-    sweep.start()
-    try:
-        output, deadline = sweep_dir / ".launcher" / "job_1.out", time.time() + 120
-        while not (attempts_in(output) and (sweep_dir / "1" / "config.yaml").is_file()):
-            assert time.time() < deadline and sweep.is_alive(), "job 1 did not start"
-            time.sleep(0.1)
-        victim_id = attempts_in(output)[0]["node_id"]
-        cluster.kill(next(name for name, node_id in cluster.ids().items() if node_id == victim_id))
-    finally:
-        sweep.join(300)
-        cluster.restore()
-    result = done["result"]
+    result, sweep_dir, victim_id, _ = sweep_with_a_node_killed(cluster, tmp_path, "lost", 0, job=1)
     assert result.returncode == 1, explain(result)  # a sweep with a failed job, as with any launcher
-    no_traceback(result)
     data = summary(sweep_dir)
     jobs = {j["job"]: j for j in data["jobs"]}
     assert jobs[0]["status"] == "finished" and jobs[1]["status"] == "failed", data["jobs"]

@@ -3,7 +3,7 @@ node a separate host in its own network namespace (tests/sweep/slurm_cluster.py)
 Sweeps run as a user runs them (``python run.py -m hydra/launcher=slurm hydra.launcher.partition=...``): a
 2-job sweep as a Slurm array, jobs landing on both nodes, a 2-process DDP job inside one Slurm job, a 2-node
 DDP job, a job cancelled with ``scancel`` while it trains; preemption: a job requeued (``scontrol
-requeue``), warned of its time limit (SIGUSR2), or whose node is taken down resumes from its checkpoint and
+requeue``), reaching a real time limit (warned by SIGUSR2), or whose node is taken down resumes from its checkpoint and
 counts once, as finished, with the uninterrupted job's losses; the requeue limit (slow); and how the
 launcher words a job's end (fast)."""
 from __future__ import annotations
@@ -197,9 +197,10 @@ def losses(run_dir) -> list:
     return [r["train_loss"] for r in json.loads((run_dir / "metrics.json").read_text())["train_log"]]
 
 
-def stopped_and_resumed(cluster, tmp_path, name: str, stop, extra=()) -> tuple:
+def stopped_and_resumed(cluster, tmp_path, name: str, stop, extra=(), requeued: bool = True) -> tuple:
     """A 2-job sweep of the same training (jobs differ only in how they log); job 0 is stopped by ``stop(its
-    Slurm id)`` after its first checkpoint. Returns (sweep result, sweep dir, job 0's and job 1's run dirs)."""
+    Slurm id)`` after its first checkpoint and, when it is to be ``requeued``, released as soon as Slurm holds it
+    again. Returns (sweep result, sweep dir, the Slurm ids)."""
     sweep_dir = tmp_path / "multirun" / name
     args = [*LONGER, *SLURM, "hydra.launcher.cpus_per_task=2", "logger=csv,none", *extra,
             f"hydra.sweep.dir={sweep_dir}"]
@@ -208,9 +209,11 @@ def stopped_and_resumed(cluster, tmp_path, name: str, stop, extra=()) -> tuple:
         wait_for_checkpoint(sweep, sweep_dir / "0")
         ids = slurm_ids(sweep_dir)
         stop(ids[0])
-        seen = release_when_requeued(cluster, ids[0], sweep)
+        seen = release_when_requeued(cluster, ids[0], sweep) if requeued else []
+        # running again: the stopped attempt left no record (the job is not over)
+        assert not requeued or not (sweep_dir / "0" / "sweep_job.json").exists()
         result = sweep.result()
-    assert "PENDING" in seen, (seen, cluster.logs())
+    assert not requeued or "PENDING" in seen, (seen, cluster.logs())
     return result, sweep_dir, ids
 
 
@@ -269,12 +272,34 @@ def test_a_requeued_job_resumes_and_counts_once(cluster, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_job_warned_of_its_time_limit_requeues_itself(cluster, tmp_path):
-    """Slurm's --signal=USR2@N before the time limit, sent here with scancel --signal."""
-    result, sweep_dir, ids = stopped_and_resumed(cluster, tmp_path, "usr2",
-                                                 lambda job: cluster.run("scancel", "--signal=USR2", job))
-    assert_counted_once_and_same(result, sweep_dir)
-    assert "stopped by SIGUSR2 after a checkpoint: requeued (1 of 3)" in (sweep_dir / "0" / "run.log").read_text()
+def test_a_job_at_its_time_limit_checkpoints_requeues_itself_and_resumes(cluster, tmp_path):
+    """A real time limit: a 2-minute job warned 10 s ahead (``--signal=USR2@10``; slurmctld checks limits every
+    30 s, so the warning comes 80-110 s in, and without it the job is killed at 120 s + KillWait). Its training is
+    longer than any attempt: the test follows it through the warning, the checkpoint, the requeue it asks for and
+    the resume from that checkpoint, then cancels it."""
+    sweep_dir = tmp_path / "multirun" / "time-limit"
+    run_log = sweep_dir / "0" / "run.log"
+    args = [*LONGER, *SLURM, "hydra.launcher.cpus_per_task=2", "hydra.launcher.timeout_min=2",
+            "hydra.launcher.signal_delay_s=10", "trainer.max_steps=100000", "trainer.save_steps=20",
+            f"hydra.sweep.dir={sweep_dir}"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sweep = pool.submit(run_sweep, args, tmp_path, 600)
+        wait_for_checkpoint(sweep, sweep_dir / "0", step=20)
+        job = slurm_ids(sweep_dir)[0]
+        seen = release_when_requeued(cluster, job, sweep)
+        deadline = time.time() + 120
+        while "resumed from" not in run_log.read_text(errors="replace"):
+            assert time.time() < deadline and not sweep.done(), (seen, run_log.read_text()[-3000:])
+            time.sleep(0.5)
+        cluster.run("scancel", job)
+        result = sweep.result()
+    no_traceback(result)
+    assert "PENDING" in seen, (seen, cluster.logs())
+    log = run_log.read_text()
+    assert "stopped by SIGUSR2 after a checkpoint: requeued (1 of 3)" in log, log[-3000:]
+    step = int(re.search(r"resumed from \S*step_(\d+)", log).group(1))
+    assert step >= 20 and (sweep_dir / "0" / "checkpoints" / f"step_{step}" / "loop_state.json").is_file()
+    assert summary(sweep_dir)["jobs"][0]["error"].startswith(f"cancelled (Slurm job {job} CANCELLED")
 
 
 @pytest.mark.slow
@@ -296,17 +321,13 @@ def test_a_job_whose_node_goes_down_is_requeued_and_resumes(cluster, tmp_path):
 
 @pytest.mark.slow
 def test_the_requeue_limit_records_the_job_as_failed(cluster, tmp_path):
-    sweep_dir = tmp_path / "multirun" / "limit"
-    args = [*LONGER, *SLURM, "hydra.launcher.cpus_per_task=2", "hydra.launcher.max_requeues=0",
-            f"hydra.sweep.dir={sweep_dir}"]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        sweep = pool.submit(run_sweep, args, tmp_path, 600)
-        wait_for_checkpoint(sweep, sweep_dir / "0")
-        cluster.run("scancel", "--signal=USR2", slurm_ids(sweep_dir)[0])
-        result = sweep.result()
+    result, sweep_dir, ids = stopped_and_resumed(cluster, tmp_path, "limit",
+                                                 lambda job: cluster.run("scancel", "--signal=USR2", job),
+                                                 extra=["hydra.launcher.max_requeues=0"], requeued=False)
     assert result.returncode == 1, explain(result)
     no_traceback(result)
-    job = summary(sweep_dir)["jobs"][0]
-    assert job["status"] == "failed" and "interrupted by SIGUSR2" in job["error"], job
+    jobs = summary(sweep_dir)["jobs"]
+    assert jobs[0]["status"] == "failed" and "interrupted by SIGUSR2" in jobs[0]["error"], jobs
+    assert jobs[1]["status"] == "finished", jobs
     assert "is not requeued: it ran 1 time(s) already (hydra.launcher.max_requeues=0)" in (
         sweep_dir / "0" / "run.log").read_text()

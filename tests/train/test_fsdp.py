@@ -1,5 +1,5 @@
-"""Sharded training, ``trainer.distributed=fsdp``: FSDP2 over 2 real CPU processes (gloo), its saves and
-checkpoints, LoRA under it, and the settings it refuses."""
+"""Sharded training, ``trainer.distributed=fsdp``: FSDP2 over 2 real CPU processes (gloo) and over one (the
+one-GPU case), its saves and checkpoints, LoRA under it, and the settings it refuses."""
 from __future__ import annotations
 
 import json
@@ -40,16 +40,22 @@ def _logits(folder, model=None):
 
 @pytest.mark.slow
 def test_two_sharded_processes_match_one_process_and_save_whole_models(cli, tmp_path):
-    """Full fine-tuning in float32: the same losses as one process, and best/ + last/ hold the whole model
-    (gathered from both shards) that plain from_pretrained loads; the checkpoint holds one shard per process."""
+    """Full fine-tuning in float32: the same losses as one process (plain, and FSDP over one process: the
+    one-GPU case, through the same launcher), and best/ + last/ hold the whole model (gathered from both shards)
+    that plain from_pretrained loads; the checkpoint holds one shard per process."""
     common = COMMON + ["trainer.mixed_precision=no"]
     one = cli(*common, "trainer.per_device_batch_size=16", f"hydra.run.dir={tmp_path}/one")
     assert one.returncode == 0, one.stderr[-2000:]
     two = cli(*common, *FSDP, f"hydra.run.dir={tmp_path}/two")
     assert two.returncode == 0, two.stderr[-12000:]
+    alone = cli(*common, "trainer.distributed=fsdp", "trainer.per_device_batch_size=16", "trainer.save_model=false",
+                f"hydra.run.dir={tmp_path}/alone")
+    assert alone.returncode == 0, alone.stderr[-12000:]
 
-    m1, m2 = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    m1, m2, m_alone = _metrics(tmp_path / "one"), _metrics(tmp_path / "two"), _metrics(tmp_path / "alone")
     assert m2["distributed_type"] == "FSDP" and m2["num_processes"] == 2
+    assert m_alone["distributed_type"] == "FSDP" and m_alone["num_processes"] == 1
+    assert _losses(m_alone) == pytest.approx(_losses(m1), rel=1e-4)
     assert m1["global_batch_size"] == m2["global_batch_size"] == 16 and m2["num_eval_samples"] == 40
     assert m1["final"]["global_step"] == m2["final"]["global_step"] == 4
     assert _losses(m2) == pytest.approx(_losses(m1), rel=1e-4)
@@ -100,7 +106,6 @@ def test_lora_under_fsdp_saves_merged_and_adapter_and_resumes_from_shards(cli, t
 
 @pytest.mark.parametrize("overrides,needle", [
     (["trainer.distributed=zero3"], "choose from: ddp, fsdp"),
-    (["trainer.distributed=fsdp"], "set trainer.num_processes=N (N > 1)"),
     (["trainer=hf_trainer", "trainer.distributed=fsdp", "trainer.num_processes=2"], "trainer.backend=accelerate"),
 ])
 def test_settings_fsdp_cannot_run_are_refused_naming_the_key(overrides, needle):
@@ -110,13 +115,13 @@ def test_settings_fsdp_cannot_run_are_refused_naming_the_key(overrides, needle):
     assert "\n" not in str(info.value)
 
 
-def test_cli_shows_the_setting_and_refuses_one_process_in_one_line(cli, tmp_path):
+def test_cli_shows_the_setting_and_refuses_the_hf_trainer_in_one_line(cli, tmp_path):
     shown = cli("trainer.distributed=fsdp", "trainer.num_processes=2", "--cfg", "job", cwd=tmp_path)
     assert shown.returncode == 0 and "distributed: fsdp" in shown.stdout
-    refused = cli("trainer.distributed=fsdp", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    refused = cli("trainer=hf_trainer", "trainer.distributed=fsdp", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert refused.returncode == 2
     lines = [line for line in refused.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: invalid config: trainer.distributed: fsdp shards")
+    assert len(lines) == 1 and lines[0].startswith("error: invalid config: trainer.distributed: fsdp runs with")
     assert not (tmp_path / "run").exists()
 
 

@@ -265,15 +265,13 @@ class TrainerConfig:
                                    f"{self.main_process_port}")
 
     def _check_sharding(self) -> None:
-        """``distributed=fsdp`` shards over processes of our own loop (Accelerate), so it needs more than one."""
+        """``distributed=fsdp`` shards over processes of our own loop (Accelerate); one process (one GPU) runs
+        through the same launcher, with nothing to shard over but the same code path."""
         if self.distributed != "fsdp":
             return
         if self.backend != "accelerate":
             raise ConfigValueError("trainer.distributed", f"fsdp runs with trainer.backend=accelerate only (now "
                                    f"{self.backend}); use trainer=accelerate, or trainer.distributed=ddp")
-        if self.num_processes * self.num_machines < 2:
-            raise ConfigValueError("trainer.distributed", "fsdp shards the model over processes: set "
-                                   "trainer.num_processes=N (N > 1), or use trainer.distributed=ddp")
 
 
 PEFT_METHODS = ("none", "lora")

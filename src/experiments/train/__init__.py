@@ -16,7 +16,9 @@ def train(cfg, run_dir: Path) -> Dict[str, Any]:
     stop.deferring = True
     try:
         check_wandb(cfg.logger)  # a bad key or unreachable server: one line now, not a traceback after loading
-        if (cfg.trainer.num_processes > 1 or cfg.trainer.num_machines > 1) and not in_distributed_worker():
+        # FSDP needs torch.distributed even on one process (one GPU): it always runs through the launcher
+        launched = cfg.trainer.num_processes > 1 or cfg.trainer.num_machines > 1 or cfg.trainer.distributed == "fsdp"
+        if launched and not in_distributed_worker():
             return launch_workers(cfg, run_dir)
         if cfg.trainer.backend == "hf_trainer":
             from experiments.train.hf_trainer import run as run_hf

@@ -40,7 +40,9 @@ def launch_command(cfg, run_dir: Path) -> List[str]:
     from experiments.hardware import mixed_precision
 
     t = cfg.trainer
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+    # torch's launcher sets up torch.distributed for one FSDP process too (accelerate refuses --multi_gpu there)
+    spread = "--multi_gpu" if t.num_processes * t.num_machines > 1 else "--use_fsdp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", spread,
            "--num_processes", str(t.num_processes * t.num_machines),  # accelerate counts every node's
            "--num_machines", str(t.num_machines), "--machine_rank", str(t.machine_rank),
            "--mixed_precision", mixed_precision(t.mixed_precision), "--dynamo_backend", "no",

@@ -46,7 +46,6 @@ from hydra_plugins.experiments_launcher.subprocess_launcher import (
     _interrupt_on_sigterm,
     _Job,
     _last_line,
-    _restore_sigterm,
 )
 
 log = logging.getLogger(__name__)
@@ -167,14 +166,8 @@ class RayLauncher(SubprocessLauncher):
     # -- a batch of jobs ---------------------------------------------------------------------------------
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import ray
-        from hydra.core.utils import configure_log, setup_globals
 
-        setup_globals()
-        assert self.config is not None
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        work = sweep_dir / ".launcher"
-        work.mkdir(parents=True, exist_ok=True)
+        sweep_dir, work = self._open_batch()
         log.info("Launching %d job(s) on the Ray cluster %s, %d at a time (%s) -> %s", len(job_overrides),
                  self.cluster, self.n_jobs, ", ".join(f"{k}={v:g}" for k, v in self._demand().items()), sweep_dir)
         results, jobs = self._prepare_all(job_overrides, initial_job_idx, sweep_dir, work)
@@ -218,10 +211,8 @@ class RayLauncher(SubprocessLauncher):
                 raise KeyboardInterrupt(f"signal {self._signal}") from None  # (ray.wait raises a bare one)
             raise
         finally:
-            _restore_sigterm(previous)
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        self._write_summary()
-        return [r for r in results if r is not None]
+            self._after_batch(previous)
+        return self._close_batch(results)
 
     def _interrupt_on_sigterm(self):
         """As the subprocess launcher's, remembering the signal: ``ray.wait`` turns the handler's

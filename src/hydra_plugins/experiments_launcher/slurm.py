@@ -315,10 +315,10 @@ class _AccelerateMixin:
         ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=sweep_config,
                       job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
         if ret.status == JobStatus.FAILED:
-            self._requeue_if_stopped(ret, env)
+            self._requeue_if_stopped(ret, env, run_dir)
         return ret
 
-    def _requeue_if_stopped(self, ret: JobReturn, env) -> None:
+    def _requeue_if_stopped(self, ret: JobReturn, env, run_dir: Path) -> None:
         """A job that Slurm stopped (SIGTERM: preempted, requeued, its node taken down; SIGUSR2: its time limit
         is near) has saved a checkpoint and stopped: it leaves no result, so that the sweep waits for it to run
         again (Slurm requeues it; on SIGUSR2 the job requeues itself) and resume from that checkpoint in the same
@@ -340,6 +340,10 @@ class _AccelerateMixin:
             subprocess.run(["scontrol", "requeue", str(env.job_id)], check=False, timeout=60)
         log.warning("job %s stopped by %s after a checkpoint: requeued (%d of %d), it resumes in the same run dir",
                     env.job_id, signal.Signals(stopped.signum).name, restarts + 1, limit)
+        if not env.node:  # the job-end record this attempt just wrote (failed): the job is not over
+            from experiments.sweep.records import RECORD_FILE
+
+            (run_dir / RECORD_FILE).unlink(missing_ok=True)
         logging.shutdown()
         sys.exit(128 + stopped.signum)  # SystemExit: submitit writes no result for this attempt
 

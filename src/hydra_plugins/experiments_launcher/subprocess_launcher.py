@@ -90,16 +90,9 @@ class SubprocessLauncher(Launcher):
 
     # ------------------------------------------------------------------------------------------
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from hydra.core.utils import configure_log, setup_globals
-
         from hydra_plugins.experiments_launcher._gpus import GpuPool, visible_gpus
 
-        setup_globals()
-        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        work = sweep_dir / WORK_DIR
-        work.mkdir(parents=True, exist_ok=True)
+        sweep_dir, work = self._open_batch()
         gpus = GpuPool(visible_gpus())
         log.info("Launching %d job(s), %d at a time, each in its own process -> %s%s", len(job_overrides),
                  self.n_jobs, sweep_dir, f" ({gpus.total} GPU(s))" if gpus.total else "")
@@ -116,8 +109,30 @@ class SubprocessLauncher(Launcher):
                     self._terminate_all()
                     raise
         finally:
-            _restore_sigterm(previous)
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            self._after_batch(previous)
+        return self._close_batch(results)
+
+    def _open_batch(self) -> "tuple[Path, Path]":
+        """Hydra's globals and logging for a batch of jobs; the sweep dir and the launcher's folder in it."""
+        from hydra.core.utils import configure_log, setup_globals
+
+        setup_globals()
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        work = sweep_dir / WORK_DIR
+        work.mkdir(parents=True, exist_ok=True)
+        return sweep_dir, work
+
+    def _after_batch(self, previous_sigterm) -> None:
+        """On every exit of a batch: the SIGTERM handler and the logging it found (jobs reconfigure logging)."""
+        from hydra.core.utils import configure_log
+
+        _restore_sigterm(previous_sigterm)
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+
+    def _close_batch(self, results: List[Optional[JobReturn]]) -> List[JobReturn]:
+        """The batch ran: the sweep summary so far, and the jobs' returns in order (kept jobs included)."""
         self._write_summary()
         return [r for r in results if r is not None]
 
