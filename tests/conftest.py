@@ -20,6 +20,14 @@ for _key, _value in {
 os.environ.pop("WANDB_API_KEY", None)
 
 from cli_helpers import REPO, SHARED_DATA, run_cli  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Property-based tests (tests/reliability/test_fuzz_*.py): "ci" (the default) is a fixed, derandomized
+# budget that fits the CI run; `pytest --hypothesis-profile=long tests/reliability` searches far longer.
+_FUZZ = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=100, derandomize=True, **_FUZZ)
+settings.register_profile("long", max_examples=1500, **_FUZZ)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

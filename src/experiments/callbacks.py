@@ -64,6 +64,9 @@ class SweepCallback(Callback):
             records.write(run_dir, record)
         except OSError as exc:
             log.warning("could not write the sweep record of job %s: %s", record["job"], exc)
+        from experiments import locks
+
+        locks.release(run_dir)  # taken in cli.run_job: the job's record is its last write
 
     # -- in the sweep's (parent) process ----------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -80,12 +83,19 @@ class SweepCallback(Callback):
         if self._finalized or self._sweep_config is None:
             return
         self._finalized = True
-        if not Path(str(self._sweep_config.hydra.sweep.dir)).is_dir():
+        if not _holds_files(Path(str(self._sweep_config.hydra.sweep.dir))):
             return  # stopped before its first job (its launcher could not start): nothing to summarise or write
         try:
             finish_sweep(self._sweep_config, print_table=self.print_table, report=self.report)
         except Exception as exc:  # the summary must never hide the sweep's own outcome
             log.warning("could not write the sweep summary: %s", exc)
+
+
+def _holds_files(sweep_dir: Path) -> bool:
+    """The sweep dir exists and holds more than its lock (taken before the sweep started)."""
+    from experiments.locks import is_lock_file
+
+    return sweep_dir.is_dir() and any(not is_lock_file(p.name) for p in sweep_dir.iterdir())
 
 
 def finish_sweep(config, print_table: bool = True, report: bool = True) -> Dict[str, Any]:

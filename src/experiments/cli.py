@@ -55,6 +55,7 @@ def main() -> None:
     import hydra
 
     schema.register()
+    _hydra_writes_in_one_line()
     hydra_main = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(run_job)
     try:
         hydra_main()
@@ -66,6 +67,35 @@ def main() -> None:
         sys.exit(128 + signum)
 
 
+def _hydra_writes_in_one_line() -> None:
+    """Hydra opens run.log and writes ``.hydra/*.yaml`` (and a sweep's multirun.yaml) before any job code runs:
+    a failed write there (disk full, read-only, permission denied) is one line and exit 4 too."""
+    import hydra.core.utils as hydra_utils
+
+    from experiments.errors import WriteFailed, write_failed
+    from experiments.rundir import CREATED_ENV, remove_created
+
+    def guarded(func):
+        def call(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except (OSError, ValueError) as exc:  # logging.config wraps the OSError in a ValueError
+                cause = exc if isinstance(exc, OSError) else exc.__cause__ or exc.__context__
+                if not isinstance(cause, OSError):
+                    raise
+                if os.environ.get(CREATED_ENV):
+                    remove_created(Path(os.environ[CREATED_ENV]))
+                print(f"error: {write_failed(cause)} — free space (or fix the permissions) and run the command again",
+                      file=sys.stderr)
+                sys.exit(WriteFailed.exit_code)
+        return call
+
+    if not getattr(hydra_utils._save_config, "guarded", False):
+        hydra_utils._save_config, hydra_utils.configure_log = guarded(hydra_utils._save_config), guarded(
+            hydra_utils.configure_log)
+        hydra_utils._save_config.guarded = True
+
+
 def run_job(cfg) -> Optional[float]:
     """One Hydra job: returns the objective (for sweepers) when the config names one."""
     from hydra.core.hydra_config import HydraConfig
@@ -73,7 +103,7 @@ def run_job(cfg) -> Optional[float]:
 
     from experiments import interrupts
     from experiments.config.validate import to_typed
-    from experiments.errors import ExperimentError
+    from experiments.errors import ExperimentError, WriteFailed, write_failed
     from experiments.interrupts import Interrupted
     from experiments.rundir import record_resume, remove_created
     from experiments.runs import finish_run, start_run
@@ -81,6 +111,7 @@ def run_job(cfg) -> Optional[float]:
     from experiments.train.nodes import config_dir
 
     interrupts.current().install()
+    logging.raiseExceptions = False  # a full disk under run.log: no traceback per log line (the error says it)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -91,6 +122,11 @@ def run_job(cfg) -> Optional[float]:
             apply_sweep_context(cfg, hydra_cfg)
         typed = to_typed(cfg)
         node = typed.trainer.machine_rank if typed.mode == "train" else 0  # > 0: node 0 records the run
+        if multirun and not node:  # a sweep job's run dir is its own (a single run locks in plan_single_run)
+            from experiments import locks
+
+            job = f"{Path(str(hydra_cfg.sweep.dir)).resolve()}#{hydra_cfg.job.num}"  # a retry may take over its lock
+            locks.hold(run_dir, "hydra.run.dir", job=job)
         if not multirun and not node and typed.mode == "train" and resume_in_place(typed.trainer.resume):
             record_resume(run_dir, cfg)  # the preflight checked it is the same experiment: log what changed
         start_run(cfg, config_dir(run_dir, node))
@@ -105,16 +141,32 @@ def run_job(cfg) -> Optional[float]:
 
             metrics = infer(typed, run_dir)
         return finish_run(typed, run_dir, metrics)
-    except ExperimentError as exc:
+    except (ExperimentError, OSError) as caught:
+        exc = write_failed(caught) if isinstance(caught, OSError) else caught
         log.error("%s", exc)
         if multirun:
-            raise
-        if exc.exit_code == 2 or isinstance(exc, Interrupted):  # leave nothing this invocation made behind
-            # (remove_created keeps a run dir that holds a checkpoint or metrics: that is a run to resume)
+            raise exc from None
+        failed_write = exc.exit_code == WriteFailed.exit_code  # here or in a worker of a multi-process run
+        if exc.exit_code == 2 or failed_write or isinstance(exc, Interrupted):  # leave nothing this invocation
+            # made behind (remove_created keeps a run dir that holds a checkpoint or metrics: a run to resume)
             logging.shutdown()
             remove_created(run_dir)
-        print(f"error: {exc}", file=sys.stderr)
+        message = f"{exc} {_after_write_failed(run_dir)}" if failed_write else str(exc)
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(exc.exit_code)
+
+
+def _after_write_failed(run_dir: Path) -> str:
+    """What to do after a failed write: the run dir is gone (start again), holds a checkpoint (resume), or
+    holds results but no checkpoint (start again elsewhere)."""
+    from experiments.train.checkpoints import has_checkpoint
+
+    fix = "— free space (or fix the permissions) and"
+    if not run_dir.exists():
+        return f"{fix} run the command again"
+    if has_checkpoint(run_dir) or has_checkpoint(run_dir, "hf_trainer"):
+        return f"{fix} resume with trainer.resume=true hydra.run.dir={run_dir}"
+    return f"{fix} run the command again with a new hydra.run.dir ({run_dir} holds no checkpoint to resume from)"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
 """User-facing errors: printed as one line (``error: …``) with a non-zero exit, never a traceback."""
+import errno
+import os
 
 
 class ExperimentError(Exception):
@@ -19,3 +21,69 @@ class TrainingDiverged(ExperimentError):
     """The loss became NaN or infinite: the run stops (exit 3) instead of training and saving garbage."""
 
     exit_code = 3
+
+
+# errno values that say the disk, not the path, is the problem
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+class WriteFailed(ExperimentError):
+    """A file of the run could not be written (disk full, permission denied, read-only filesystem, a folder
+    that is a file): exit 4. Earlier results are intact; after the cause is fixed the run resumes."""
+
+    exit_code = 4
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"could not write {path}: {reason}")
+
+
+class RecordUnreadable(ExperimentError):
+    """One of the framework's own records (metrics.json, config.yaml, loop_state.json, a sweep record)
+    is truncated, garbled or unreadable."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        super().__init__(f"cannot read {path}: {reason}")
+
+
+def reason_of(exc: BaseException, path=None) -> str:
+    """The short cause of a failed write: ``No space left on device`` (an OSError's text; torch and safetensors
+    wrap it in their own messages, or, like torch's writer, drop it: then a full disk under ``path`` says it),
+    else the exception's first line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    for code in _DISK_ERRNOS:
+        if os.strerror(code) in str(exc) or f"os error {code})" in str(exc):
+            return os.strerror(code)
+    if path is not None and _free_bytes(path) < 1 << 20:
+        return os.strerror(errno.ENOSPC)
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def _free_bytes(path) -> int:
+    probe = os.path.abspath(os.fspath(path))
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    try:
+        stat = os.statvfs(probe)
+    except OSError:
+        return 1 << 62
+    return stat.f_bavail * stat.f_frsize
+
+
+def write_failed(exc: BaseException, path=None) -> WriteFailed:
+    """The one-line error of a failed write: the path from the OSError when it names one."""
+    if isinstance(exc, WriteFailed):
+        return exc
+    named = getattr(exc, "filename", None)
+    return WriteFailed(named or path or "a file", reason_of(exc, named or path))
+
+
+def disk_failure(exc: BaseException, path) -> "WriteFailed | None":
+    """WriteFailed when ``exc`` (an OSError, or a library's error such as torch's writer on a full disk) says a
+    write under ``path`` failed for want of space or access; else None."""
+    reason = reason_of(exc, path)
+    if isinstance(exc, OSError) or reason in {os.strerror(code) for code in _DISK_ERRNOS}:
+        return WriteFailed(getattr(exc, "filename", None) or path, reason)
+    return None

@@ -40,7 +40,42 @@ def load_tokenizer(model_dir: Path, tok_cfg: TokenizerConfig, model_cfg: ModelCo
     tokenizer.padding_side = tok_cfg.padding_side
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
+    tok_cfg.max_length = fit_max_length("tokenizer.max_length", tok_cfg.max_length, tokenizer, model_dir)
     return tokenizer
+
+
+_NO_LIMIT = 10 ** 9  # transformers' tokenizers say 1e30 when the checkpoint names no limit
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")
+
+
+def token_limit(tokenizer, model_dir: Path) -> Optional[int]:
+    """The most tokens the model takes: the tokenizer's ``model_max_length`` and the config's positions."""
+    import json
+
+    limits = [tokenizer.model_max_length] if 0 < (tokenizer.model_max_length or 0) < _NO_LIMIT else []
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    config = {**config.get("text_config", {}), **config} if isinstance(config, dict) else {}
+    limits += [config[k] for k in _POSITION_KEYS if isinstance(config.get(k), int) and config[k] > 0][:1]
+    return min(limits) if limits else None
+
+
+def fit_max_length(key: str, value: int, tokenizer, model_dir: Path) -> int:
+    """A length the model cannot take (more tokens than it has positions) is clamped to its limit, said once;
+    the tokenizer then knows the limit too (``model_max_length``), for checks of untruncated rows."""
+    limit = token_limit(tokenizer, model_dir)
+    if limit is not None and not 0 < (tokenizer.model_max_length or 0) <= limit:
+        tokenizer.model_max_length = limit
+    special = tokenizer.num_special_tokens_to_add(pair=False)
+    if value <= special:  # the tokenizer cannot truncate below its own special tokens: rows would stay whole
+        raise ExperimentError(f"{key}={value} leaves no room for text: the tokenizer adds {special} special tokens "
+                              f"to every row; use at least {special + 1}")
+    if limit is None or value <= limit:
+        return value
+    log.warning("%s=%d is more than the model takes (%d tokens): using %d", key, value, limit, limit)
+    return limit
 
 
 def load_config(model_dir: Path, model_cfg: ModelConfig):

@@ -15,8 +15,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from omegaconf import OmegaConf
 
+from experiments import locks
 from experiments.errors import ExperimentError
-from experiments.runs import CONFIG_FILE, flat_keys
+from experiments.runs import CONFIG_FILE, flat_keys, read_config
 from experiments.train.checkpoints import resume_in_place, resume_requested
 
 RESUME_LOG = "resume_log.jsonl"
@@ -51,6 +52,8 @@ def plan_single_run(overrides: List[str]) -> List[str]:
             raise ExperimentError(f"trainer.machine_rank={typed.trainer.machine_rank} joins node 0's run: give it "
                                   f"the same hydra.run.dir=<dir> as the command on node 0")
         return [f"{k}={'null' if v is None else v}" for k, v in node_settings(run_dir, typed.trainer.machine_rank).items()]
+    existed = run_dir.exists()
+    lock_run_dir(run_dir)
     resume = typed.mode == "train" and resume_requested(typed.trainer.resume)
     if resume and resume_in_place(typed.trainer.resume):
         check_resumable(run_dir, cfg, typed.trainer.backend)
@@ -62,13 +65,21 @@ def plan_single_run(overrides: List[str]) -> List[str]:
         if source is not None:
             compare_for_resume(source, cfg)
     check_fresh(run_dir, resume)
-    if not run_dir.exists():
+    if not existed:
         top = run_dir.resolve()
         while not top.parent.exists():
             top = top.parent
         os.environ[CREATED_ENV] = str(run_dir.resolve())
         os.environ[CREATED_TOP_ENV] = str(top)
     return extra
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """One command at a time in a run dir (a new run, a resume): the lock is taken before anything is
+    checked or written, and held until this process ends (``experiments.locks``). A path that is a file is
+    left to :func:`check_fresh` to refuse."""
+    if not run_dir.exists() or run_dir.is_dir():
+        locks.hold(run_dir, "hydra.run.dir")
 
 
 def node_settings(run_dir: Path, machine_rank: int) -> Dict[str, Any]:
@@ -88,7 +99,7 @@ def check_fresh(run_dir: Path, resume: bool) -> None:
         return
     if not run_dir.is_dir():
         raise ExperimentError(f"hydra.run.dir={run_dir} is a file, not a directory: choose another hydra.run.dir")
-    held = sorted(p.name for p in run_dir.iterdir())
+    held = sorted(p.name for p in run_dir.iterdir() if not locks.is_lock_file(p.name))
     if held:
         shown = ", ".join(held[:6]) + (", ..." if len(held) > 6 else "")
         what = "a run" if (run_dir / CONFIG_FILE).exists() else "files"
@@ -126,7 +137,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def resume_changes(run_dir: Path, cfg) -> Tuple[Dict[str, list], Dict[str, list]]:
     """(allowed, refused) differences between the saved config of ``run_dir`` and ``cfg``."""
-    saved = flat_keys(OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE), resolve=False))
+    saved = flat_keys(OmegaConf.to_container(read_config(run_dir / CONFIG_FILE), resolve=False))
     container = OmegaConf.to_container(cfg, resolve=True)
     container.pop("hydra", None)
     new = flat_keys(container)

@@ -23,9 +23,77 @@ def start_run(cfg: DictConfig, run_dir: Path) -> None:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = scrub(OmegaConf.to_container(cfg, resolve=True))
-    tmp = run_dir / (CONFIG_FILE + ".tmp")
-    tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
-    os.replace(tmp, run_dir / CONFIG_FILE)
+    atomic_write(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(resolved)))
+
+
+def read_config(path: Path) -> DictConfig:
+    """A run's saved ``config.yaml``: a truncated, garbled or unreadable file is one line naming it."""
+    from experiments.errors import RecordUnreadable
+
+    try:
+        loaded = OmegaConf.load(path)
+    except FileNotFoundError:
+        raise RecordUnreadable(path, "the file is missing") from None
+    except OSError as exc:
+        raise RecordUnreadable(path, exc.strerror or str(exc)) from None
+    except Exception as exc:  # yaml and omegaconf raise many types for a damaged file
+        raise RecordUnreadable(path, f"it is damaged ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(loaded, DictConfig):
+        raise RecordUnreadable(path, "it is damaged (not a mapping of config keys)")
+    return loaded
+
+
+def atomic_write(path: Path, data) -> None:
+    """The one way a record is written: a temporary file in the same folder, flushed to disk, then renamed
+    over ``path``, so a reader (or a resume after a crash) sees the old file or the new one, never half.
+    A failure (disk full, permission denied, read-only) removes the temporary file and raises
+    :class:`~experiments.errors.WriteFailed` naming ``path``."""
+    from experiments.errors import WriteFailed, reason_of
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise WriteFailed(path, reason_of(exc)) from None
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def replace_dir(directory: Path, write) -> None:
+    """Write a folder (``best/``, ``last/``) whole or not at all: ``write(tmp_dir)`` fills a sibling folder,
+    which then takes the old one's place; a failed write leaves the old folder as it was."""
+    import shutil
+
+    from experiments.errors import WriteFailed, reason_of
+
+    directory = Path(directory)
+    tmp, old = directory.with_name(f".{directory.name}.tmp"), directory.with_name(f".{directory.name}.old")
+    if old.exists() and not directory.exists():  # a crash between the two renames below
+        os.replace(old, directory)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp)
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+    except Exception as exc:  # torch / safetensors / tokenizers raise their own types on a full disk
+        failed = WriteFailed(directory, reason_of(exc, directory))  # (before freeing space: is the disk full?)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not directory.exists():
+            os.replace(old, directory)
+        raise failed from None
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def environment(num_processes: int = 1) -> Dict[str, Any]:
@@ -76,9 +144,7 @@ def _clean(value: Any) -> Any:
 
 def write_json(path: Path, payload: Dict[str, Any]) -> None:
     """Atomic write: a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_clean(payload), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(_clean(payload), indent=2, sort_keys=False) + "\n")
 
 
 def read_metrics(run_dir: Path) -> Dict[str, Any]:
@@ -120,8 +186,12 @@ def plot_learning_curve(history: List[Dict[str, float]], train_log: List[Dict[st
         ax_metric.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    import io
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    atomic_write(path, png.getvalue())
     return path
 
 

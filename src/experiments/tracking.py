@@ -178,9 +178,13 @@ def _csv_tracker_class():
 
         @on_main_process
         def start(self):
+            from experiments.runs import atomic_write
+
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                self.path.write_text("step,name,value\n")
+            if not self.path.exists() or not self.path.stat().st_size:
+                atomic_write(self.path, CSV_HEADER)
+            with self.path.open(newline="") as handle:  # rows a resumed run has logged already are not repeated
+                self.logged = {(row[0], row[1]) for row in csv.reader(handle) if len(row) == 3}
 
         @property
         def tracker(self):
@@ -196,7 +200,9 @@ def _csv_tracker_class():
                 writer = csv.writer(handle)
                 for key, value in values.items():
                     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                        writer.writerow([step, key, value])
+                        if (str(step), key) not in self.logged:
+                            writer.writerow([step, key, value])
+                            self.logged.add((str(step), key))
 
     return CSVTracker
 
@@ -233,32 +239,46 @@ def build_trackers(cfg: LoggerConfig, run_dir: Path, run_name: str, tags: List[s
 
 
 CSV_LOG = "metrics.csv"
+CSV_HEADER = "step,name,value\n"
 WANDB_ID_FILE = "wandb_run_id"
 
 
 def trim_csv_log(path: Path, last_step: int) -> None:
     """Keep the rows of steps <= ``last_step`` (atomically): the resumed run logs the later ones again."""
+    import io
+
+    from experiments.runs import atomic_write
+
     if not path.exists():
         return
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle))
-    kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= last_step] if rows else []
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as handle:
-        csv.writer(handle).writerows(kept)
-    os.replace(tmp, path)
+    # a row cut short by a crash (too few fields, a value that is no number) goes too
+    kept = [r for r in rows[1:] if len(r) == 3 and r[0].isdigit() and int(r[0]) <= last_step and _number(r[2])]
+    text = io.StringIO()
+    csv.writer(text).writerows(kept)
+    atomic_write(path, CSV_HEADER + text.getvalue())
+
+
+def _number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def wandb_run_id(run_dir: Path) -> str:
     """The run's W&B id, kept in the run dir so a resumed run continues the same W&B run."""
+    from experiments.runs import atomic_write
+
     path = Path(run_dir) / "wandb" / WANDB_ID_FILE
-    if path.exists():
+    if path.exists() and path.read_text().strip():
         return path.read_text().strip()
     from wandb.sdk.lib.runid import generate_id
 
     run_id = generate_id()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(run_id + "\n")
+    atomic_write(path, run_id + "\n")
     return run_id
 
 

@@ -15,7 +15,7 @@ def main(argv=None) -> int:
                         format=f"[rank {rank}][%(name)s][%(levelname)s] %(message)s",
                         handlers=[logging.StreamHandler(), *( [logging.FileHandler(run_dir / "run.log")] if rank == 0 else [])])
     from experiments import interrupts
-    from experiments.errors import ExperimentError
+    from experiments.errors import ExperimentError, write_failed
     from experiments.train import train
     from experiments.train.launch import ERROR_FILE_ENV
     from experiments.train.nodes import agree_on_config, announce_rendezvous, process_state
@@ -27,7 +27,8 @@ def main(argv=None) -> int:
         announce_rendezvous()
         agree_on_config(cfg)
         train(cfg, run_dir)
-    except ExperimentError as exc:
+    except (ExperimentError, OSError) as caught:  # a failed write (disk full, read-only) is one line too
+        exc = write_failed(caught) if isinstance(caught, OSError) else caught
         if ERROR_FILE_ENV not in os.environ:
             print(f"error: {exc}", file=sys.stderr)
         elif int(os.environ.get("LOCAL_RANK", rank)) == 0:  # this node's parent reports it, with its exit code
@@ -43,12 +44,12 @@ def load_run_config(run_dir: Path):
 
     from experiments.config import schema
     from experiments.config.validate import to_typed
-    from experiments.runs import CONFIG_FILE
+    from experiments.runs import CONFIG_FILE, read_config
     from experiments.train.nodes import CONFIG_FILE_ENV
 
     path = Path(os.environ.get(CONFIG_FILE_ENV) or run_dir / CONFIG_FILE)
     base = OmegaConf.structured(schema.ExperimentConfig)
-    return to_typed(OmegaConf.merge(base, OmegaConf.load(path)))
+    return to_typed(OmegaConf.merge(base, read_config(path)))
 
 
 if __name__ == "__main__":

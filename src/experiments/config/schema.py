@@ -45,6 +45,15 @@ PADDING_SIDES = ("right", "left")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
+INT64 = 2 ** 63
+SEEDS = 2 ** 32  # numpy (and so transformers' and accelerate's set_seed) takes seeds 0 .. 2**32 - 1
+
+
+def _seed(key: str, value: int) -> None:
+    if not 0 <= value < SEEDS:
+        raise ConfigValueError(key, f"must be in [0, {SEEDS - 1}], got {value}")
+
+
 class ConfigValueError(ValueError):
     """A config value is out of its allowed range; ``key`` is the dotted key."""
 
@@ -159,6 +168,11 @@ class DatasetConfig:
         _positive("dataset.max_train_samples", self.max_train_samples)
         _positive("dataset.max_eval_samples", self.max_eval_samples)
         _positive("dataset.num_proc", self.num_proc, allow_none=False)
+        _seed("dataset.split_seed", self.split_seed)
+        for key in ("text_column", "label_column", "train_split"):
+            if not str(getattr(self, key)).strip():
+                raise ConfigValueError(f"dataset.{key}", "must name a column of the data, got an empty name"
+                                       if key != "train_split" else "must name a split, got an empty name")
         if self.loader in ("csv", "json", "parquet", "jsonl", "text") and not self.files:
             raise ConfigValueError("dataset.data_files", f"loader '{self.loader}' needs data_files (split: path)")
 
@@ -247,6 +261,10 @@ class TrainerConfig:
         if not 0 <= self.machine_rank < self.num_machines:
             raise ConfigValueError("trainer.machine_rank", f"must be in [0, {self.num_machines}), got {self.machine_rank}")
         _positive("trainer.rendezvous_timeout_s", self.rendezvous_timeout_s, allow_none=False)
+        _seed("trainer.seed", self.seed)
+        if self.main_process_port is not None and not 0 < self.main_process_port < 65536:
+            raise ConfigValueError("trainer.main_process_port", f"must be a TCP port (1-65535), got "
+                                   f"{self.main_process_port}")
         self._check_machines()
         self._check_sharding()
 
@@ -260,9 +278,6 @@ class TrainerConfig:
         if not self.main_process_port:
             raise ConfigValueError("trainer.main_process_port", "is not set but trainer.num_machines="
                                    f"{self.num_machines}: give a free port of node 0 (the same on every node)")
-        if not 0 < self.main_process_port < 65536:
-            raise ConfigValueError("trainer.main_process_port", f"must be a TCP port (1-65535), got "
-                                   f"{self.main_process_port}")
 
     def _check_sharding(self) -> None:
         """``distributed=fsdp`` shards over processes of our own loop (Accelerate); one process (one GPU) runs
@@ -411,6 +426,7 @@ class TaskConfig:
             _positive(f"task.{key}", getattr(self, key))
         for key in ("doc_stride", "max_answer_len", "max_question_len", "max_new_tokens", "num_beams"):
             _positive(f"task.{key}", getattr(self, key), allow_none=False)
+        _positive("task.min_new_tokens", self.min_new_tokens, allow_zero=True)
         if "{}" not in self.hypothesis_template:
             raise ConfigValueError("task.hypothesis_template", "must contain {} where the label goes")
         if self.prompt is not None and "{text}" not in self.prompt:
@@ -437,10 +453,15 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         _one_of("mode", self.mode, MODES)
         _check_finite(self, "")
+        multiple = self.collator.pad_to_multiple_of
+        if multiple and multiple > self.tokenizer.max_length:
+            raise ConfigValueError("collator.pad_to_multiple_of", f"{multiple} is more than tokenizer.max_length="
+                                   f"{self.tokenizer.max_length}: every batch would be padded past it")
 
 
 def _check_finite(node: Any, prefix: str) -> None:
-    """inf / nan are never a valid setting (``trainer.lr=inf`` would train NaNs and save them as best)."""
+    """inf / nan are never a valid setting (``trainer.lr=inf`` would train NaNs and save them as best), and
+    no integer setting needs more than 64 bits (torch, numpy and the tokenizers stop on one that does)."""
     import dataclasses
     import math
 
@@ -450,6 +471,8 @@ def _check_finite(node: Any, prefix: str) -> None:
             _check_finite(value, f"{prefix}{item.name}.")
         elif isinstance(value, float) and not math.isfinite(value):
             raise ConfigValueError(f"{prefix}{item.name}", f"must be a finite number, got {value}")
+        elif isinstance(value, int) and not -INT64 <= value < INT64:
+            raise ConfigValueError(f"{prefix}{item.name}", f"{value} is out of range (at most {INT64 - 1})")
 
 
 def register() -> None:

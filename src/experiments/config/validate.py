@@ -109,7 +109,8 @@ def describe(exc: BaseException) -> str:
     match = re.search(r"Could not override '([^']+)'", text)
     if match:
         return f"could not override '{match.group(1)}': " + " ".join(text.splitlines()[1:2]).strip()
-    return text.splitlines()[0] if text else type(cause).__name__
+    first = text.splitlines()[0] if text else type(cause).__name__
+    return f"invalid value for '{full_key}': {first}" if full_key else first  # e.g. an interpolation that fails
 
 
 def _is_mapping_field(dotted: str) -> bool:

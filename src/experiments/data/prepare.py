@@ -62,6 +62,8 @@ def _encode_labels(split, cfg: DatasetConfig, label_names: Optional[List[str]], 
         raise DataError(f"{where}, row {row}: empty label; fill it in or drop the row")
     if cfg.problem_type == "regression":
         return _regression_labels(split, column, values, where), None
+    if values and all(isinstance(v, bool) for v in values):
+        split, values = _bool_labels(split, column)
     if all(isinstance(v, str) for v in values):
         names = list(label_names) if label_names else sorted(set(values))
         known = set(names)
@@ -76,6 +78,15 @@ def _encode_labels(split, cfg: DatasetConfig, label_names: Optional[List[str]], 
                else f"the train split's classes 0..{len(names) - 1}")
     split = split.map(lambda b: {column: [int(v) for v in b[column]]}, batched=True)
     return split.cast_column(column, ClassLabel(names=names)), names
+
+
+def _bool_labels(split, column: str):
+    """true/false labels (a CSV's true/false, JSON booleans) are the classes "false" and "true"."""
+    from datasets import Value
+
+    split = split.cast_column(column, Value("string"))
+    split = split.map(lambda b: {column: [v.lower() for v in b[column]]}, batched=True)
+    return split, split[column]
 
 
 def _regression_labels(split, column: str, values: List, where: str):
@@ -115,7 +126,8 @@ def _integer_ids(values: List, where: str) -> List[int]:
 def _names_from_ids(ids: List[int], where: str) -> List[str]:
     """Classes 0..max of the train split's integer labels; a gap ({0, 1, 7}) would make classes no row has."""
     present = sorted(set(ids))
-    if present[0] < 0 or present != list(range(present[-1] + 1)):
+    if present[0] != 0 or present[-1] != len(present) - 1:  # sorted distinct ints: 0..N-1 exactly (never
+        # a range as long as the largest label, which may be 2**63)
         raise DataError(f"{where}: integer labels are {present[:10]}{' ...' if len(present) > 10 else ''}, not "
                         f"0..N-1; relabel them, or set dataset.label_names (one name per id) to say how many "
                         f"classes there are")
@@ -124,16 +136,74 @@ def _names_from_ids(ids: List[int], where: str) -> List[str]:
 
 def _check_columns(split, cfg: DatasetConfig, name: str) -> None:
     needed = [c for c in (cfg.text_column, cfg.text_pair_column, cfg.label_column) if c]
+    if len(set(needed)) < len(needed):
+        raise DataError(f"dataset.text_column={cfg.text_column}, text_pair_column={cfg.text_pair_column} and "
+                        f"label_column={cfg.label_column} name one column twice: the label cannot be the text")
     missing = [c for c in needed if c not in split.column_names]
     if missing:
         raise DataError(f"split '{name}' has no column(s) {missing} (columns: {', '.join(split.column_names)}); "
                         f"set dataset.text_column / dataset.label_column")
 
 
+_TEXT_TYPES = ("string", "large_string")
+
+
+def _check_texts(split, cfg: DatasetConfig, name: str):
+    """Every row has a text (and pair text): null, missing, list or mapping text stops with the split, row and
+    column; numbers where text is expected (ids, years, a JSON column of mixed types) are read as their text."""
+    from datasets import Value
+
+    for column in (c for c in (cfg.text_column, cfg.text_pair_column) if c):
+        where = f"split '{name}', column '{column}'"
+        values = split[column]
+        row = _first_bad(values, _empty_text)
+        if row is not None:
+            raise DataError(f"{where}, row {row}: empty text ({values[row]!r}); fill it in or drop the row")
+        row = _first_bad(values, lambda v: not isinstance(v, (str, int, float)))
+        if row is not None:
+            raise DataError(f"{where}, row {row}: {type(values[row]).__name__} value {_short(values[row])} "
+                            f"where text is expected")
+        feature = split.features[column]
+        if not (isinstance(feature, Value) and feature.dtype in _TEXT_TYPES):
+            log.warning("%s holds %s values: read as text", where, getattr(feature, "dtype", type(feature).__name__))
+            split = _as_text(split, column)
+    return split
+
+
+def _as_text(split, column: str):
+    """The column's values as their text (``5`` -> ``"5"``), typed as a string column."""
+    from datasets import Value
+
+    features = split.features.copy()
+    features[column] = Value("string")
+    return split.map(lambda b: {column: [str(v) for v in b[column]]}, batched=True, features=features)
+
+
+def _empty_text(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_hold_out(train, cfg: DatasetConfig) -> None:
+    """Eval carved out of train leaves rows on both sides (datasets would stop with a traceback)."""
+    import math
+
+    held = math.ceil(len(train) * cfg.validation_fraction)
+    if held < 1 or len(train) - held < 1:
+        raise DataError(f"split '{cfg.train_split}' has {len(train)} row(s): too few to hold out "
+                        f"dataset.validation_fraction={cfg.validation_fraction} of them for eval; add rows, or give "
+                        f"an eval file (dataset.data_files.{cfg.eval_split or 'validation'}=...)")
+
+
 def _hold_out(train, cfg: DatasetConfig, names: Optional[List[str]]):
     """Carve eval from train: stratified by label when every class has rows to spare, else at random (said)."""
     from collections import Counter
 
+    _check_hold_out(train, cfg)
     stratify = None
     if names is not None:
         counts = Counter(train[cfg.label_column])
@@ -185,6 +255,7 @@ def select_text_splits(raw, cfg: DatasetConfig, columns: List[str]):
     elif cfg.split_by:
         train, evaluation = _hold_out_groups(train, cfg)
     else:
+        _check_hold_out(train, cfg)
         parts = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.split_seed)
         train, evaluation = parts["train"], parts["test"]
     if cfg.max_train_samples:
@@ -200,10 +271,12 @@ def select_splits(raw, cfg: DatasetConfig):
         raise DataError(f"dataset '{cfg.name}' has no split '{cfg.train_split}' (splits: {', '.join(raw)})")
     train = raw[cfg.train_split]
     _check_columns(train, cfg, cfg.train_split)
+    train = _check_texts(train, cfg, cfg.train_split)
     train, names = _encode_labels(train, cfg, cfg.label_names, cfg.train_split)
     if cfg.eval_split and cfg.eval_split in raw:
         evaluation = raw[cfg.eval_split]
         _check_columns(evaluation, cfg, cfg.eval_split)
+        evaluation = _check_texts(evaluation, cfg, cfg.eval_split)
         evaluation, _ = _encode_labels(evaluation, cfg, names, cfg.eval_split,
                                        "dataset.label_names" if cfg.label_names else "the train split's labels")
     else:
@@ -228,7 +301,22 @@ def tokenize(split, tokenizer, cfg: DatasetConfig, tok_cfg: TokenizerConfig, *, 
         return out
 
     num_proc = cfg.num_proc if cfg.num_proc > 1 and len(split) >= 2 * cfg.num_proc else None
-    return split.map(encode, batched=True, num_proc=num_proc, remove_columns=split.column_names, desc=desc)
+    encoded = split.map(encode, batched=True, num_proc=num_proc, remove_columns=split.column_names, desc=desc)
+    if not tok_cfg.truncation:
+        _check_lengths(encoded, split, tokenizer, cfg)
+    return encoded
+
+
+def _check_lengths(encoded, split, tokenizer, cfg: DatasetConfig) -> None:
+    """``tokenizer.truncation=false``: a row longer than the model takes stops here, not inside the model."""
+    limit = tokenizer.model_max_length
+    if not limit or limit >= 10 ** 9:
+        return
+    row = _first_bad([len(ids) for ids in encoded["input_ids"]], lambda n: n > limit)
+    if row is not None:
+        raise DataError(f"column '{cfg.text_column}': the row {_short(split[row][cfg.text_column])} has "
+                        f"{len(encoded[row]['input_ids'])} tokens, more than the model takes ({limit}); set "
+                        f"tokenizer.truncation=true or shorten it")
 
 
 def build_classification_data(raw, tokenizer, cfg: DatasetConfig, tok_cfg: TokenizerConfig) -> ClassificationData:

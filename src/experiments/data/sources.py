@@ -264,23 +264,78 @@ def _split_files(cfg: DatasetConfig, source: Resolved, suffixes) -> Dict[str, st
     return out
 
 
+# A byte-order mark says how a file is encoded (checked longest first: UTF-32's starts like UTF-16's).
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
+         (b"\xfe\xff", "utf-16"), (b"\xef\xbb\xbf", "utf-8-sig"))
+
+
+def bom_encoding(paths) -> Optional[str]:
+    """The encoding every file's byte-order mark names (UTF-16/32, UTF-8 with BOM), or None."""
+    found = set()
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(4)
+        except OSError:
+            return None
+        found.add(next((name for bom, name in _BOMS if head.startswith(bom)), None))
+    return found.pop() if len(found) == 1 else None
+
+
 def _load_builder(builder: str, files: Dict[str, object], cfg: DatasetConfig, **kwargs):
     from datasets import load_dataset
 
-    if builder in ("csv", "json") and cfg.encoding and "encoding" not in kwargs:
-        kwargs["encoding"] = cfg.encoding
+    if builder in ("csv", "json") and "encoding" not in kwargs:
+        encoding = cfg.encoding or bom_encoding(_all_files(files))
+        if encoding:
+            kwargs["encoding"] = encoding
+    if builder == "json" and kwargs.get("encoding", "utf-8").lower() in ("utf-8", "utf8"):
+        for path in _all_files(files):  # pyarrow reads bytes that are not UTF-8 and fails later, on a row
+            _check_utf8(path)
     try:
         dataset = load_dataset(builder, data_files=files, **kwargs)
     except Exception as exc:
-        message = str(exc).strip().splitlines()
-        detail = message[-1] if message else type(exc).__name__
-        if exc.__cause__ is not None and str(exc.__cause__).strip():
-            detail = str(exc.__cause__).strip().splitlines()[-1]
-        raise DataError(f"cannot read {builder} files {sorted(map(str, files.values()))}: {detail[:200]}") from None
+        raise DataError(f"cannot read {builder} files {sorted(map(str, files.values()))}: "
+                        f"{_read_failure(exc)[:240]}") from None
     for split, ds in dataset.items():
         if len(ds) == 0:
             raise DataError(f"split '{split}' ({files.get(split)}) has no rows")
     return dataset
+
+
+def _check_utf8(path: str) -> None:
+    """Stop with the file and byte offset when ``path`` is not UTF-8 (read in chunks: any size)."""
+    import codecs
+
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                decoder.decode(chunk)
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {offset + exc.start}: {exc.reason}); set dataset.encoding "
+                        f"(e.g. latin-1 or utf-16)") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _all_files(files: Dict[str, object]) -> List[str]:
+    return [str(f) for value in files.values() for f in (value if isinstance(value, (list, tuple)) else [value])]
+
+
+def _read_failure(exc: Exception) -> str:
+    """The reader's reason, in one line, with what to do where that is known."""
+    message = str(exc).strip().splitlines()
+    detail = message[-1] if message else type(exc).__name__
+    if exc.__cause__ is not None and str(exc.__cause__).strip():
+        detail = str(exc.__cause__).strip().splitlines()[-1]
+    if isinstance(exc, UnicodeDecodeError) or "codec can't decode" in detail:
+        return f"{detail} (not in that encoding: set dataset.encoding, e.g. latin-1 or utf-16)"
+    if "corresponds to no data" in detail:
+        return "no data rows after the header"
+    return detail
 
 
 LOADERS: Dict[str, Callable] = {

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 from experiments.config.schema import ExperimentConfig, InferenceConfig
+from experiments.data.sources import bom_encoding
 from experiments.errors import DataError, ExperimentError
 from experiments.tasks.base import Item, Task
 
@@ -24,10 +25,11 @@ def read_records(path: Path) -> List[Any]:
     suffix = path.suffix.lower()
     if suffix not in FILE_TYPES:
         raise DataError(f"input file {path.name}: unknown type '{suffix}' (use {', '.join(FILE_TYPES)})")
+    encoding = bom_encoding([path]) or "utf-8"  # a UTF-16/32 file says so in its byte-order mark
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding=encoding).lstrip("\ufeff")
     except UnicodeDecodeError as exc:
-        raise DataError(f"input file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise DataError(f"input file {path}: not {encoding} text ({exc.reason} at byte {exc.start})") from None
     if not text.strip():
         raise DataError(f"input file {path} is empty")
     if suffix == ".txt":

@@ -40,7 +40,7 @@ def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any, str
     from transformers import AutoConfig
 
     from experiments import adapters
-    from experiments.modeling import load_tokenizer, resolve, torch_dtype
+    from experiments.modeling import fit_max_length, load_tokenizer, resolve, torch_dtype
 
     resolved = resolve(cfg.model, cfg.paths.mirror)
     adapter = adapters.saved_adapter(resolved.path) if resolved.path is not None else None
@@ -82,6 +82,8 @@ def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any, str
         raise ExperimentError(f"{where} ({arch}) has no {task.head} head for task {task.name}: "
                               f"{len(missing)} weights missing (e.g. {missing[0]}); use a checkpoint trained for it")
     tokenizer = load_tokenizer(resolved.path, cfg.tokenizer, cfg.model, cfg.paths.mirror)
+    if cfg.task.max_length:
+        cfg.task.max_length = fit_max_length("task.max_length", cfg.task.max_length, tokenizer, resolved.path)
     # Pipelines truncate at model_max_length: make it the configured limit so both paths read the same tokens.
     limit = int(cfg.task.max_length or cfg.tokenizer.max_length)
     if not tokenizer.model_max_length or tokenizer.model_max_length > limit:

@@ -34,6 +34,20 @@ def tensorboard_command(logdir: Path, host: str, port: int) -> List[str]:
             "--reload_interval", "5", "--load_fast", "false"]
 
 
+def _lock_export_dir(export_dir: Path) -> bool:
+    """One dashboard at a time exports into a folder (two would remove each other's event files); the lock is
+    released when this process ends."""
+    from experiments import locks
+    from experiments.errors import ExperimentError
+
+    try:
+        locks.hold(export_dir, "--export-dir")
+    except ExperimentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from experiments.report.tb_export import export
 
@@ -48,6 +62,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     temp = None
     if args.export_dir:
         export_dir = Path(args.export_dir)
+        if not _lock_export_dir(export_dir):
+            return 2
     else:
         temp = tempfile.TemporaryDirectory(prefix="experiments-dashboard-")
         export_dir = Path(temp.name)

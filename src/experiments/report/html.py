@@ -287,6 +287,7 @@ def _template():
 def write_report(sweep_dir: Path, summary: Dict[str, Any]) -> Path:
     """Render ``report.html`` for ``summary`` (see :func:`experiments.sweep.summary.build_summary`)."""
     from experiments.report.study_plots import study_figures
+    from experiments.runs import atomic_write
 
     sweep_dir = Path(sweep_dir)
     study, study_notes = study_figures(sweep_dir, _png)
@@ -297,5 +298,5 @@ def write_report(sweep_dir: Path, summary: Dict[str, Any]) -> Path:
         figures=metric_vs_param_plots(summary), pareto=pareto_plot(summary),
         curves=learning_curve_plot(summary, sweep_dir), study=study, study_notes=study_notes)
     path = sweep_dir / REPORT_FILE
-    path.write_text(page, encoding="utf-8")
+    atomic_write(path, page)  # whole or not at all, even with two writers (a temporary file of its own)
     return path

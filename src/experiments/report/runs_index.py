@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-from experiments.runs import CONFIG_FILE, METRICS_FILE, read_metrics
+from experiments.runs import CONFIG_FILE, METRICS_FILE, read_config, read_metrics
 
 _SKIP_DIRS = {"checkpoints", "best", "last", "wandb", "tensorboard", ".hydra", ".launcher", ".submitit",
               "__pycache__"}
@@ -60,17 +60,18 @@ def find_runs(roots: Iterable[Path]) -> List[Path]:
 
 
 def load_run(path: Path) -> RunInfo:
+    """A run's config, record and sweep record; a damaged config.yaml stops with one line naming it."""
     from omegaconf import OmegaConf
 
     from experiments.tracking import flatten
 
-    config = OmegaConf.to_container(OmegaConf.load(path / CONFIG_FILE), resolve=False)
+    config = OmegaConf.to_container(read_config(path / CONFIG_FILE), resolve=False)
     metrics = read_metrics(path)  # through the run record: the one reader of metrics.json
     record = None
     if (path / "sweep_job.json").is_file():
         try:
             record = json.loads((path / "sweep_job.json").read_text())
-        except ValueError:
+        except (OSError, ValueError):
             record = None
     return RunInfo(path=path, config=flatten(config if isinstance(config, dict) else {}), metrics=metrics,
                    record=record)

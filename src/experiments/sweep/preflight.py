@@ -27,14 +27,15 @@ def check_sweep_or_exit(overrides: Optional[List[str]], multirun: bool) -> None:
     if overrides is None or not multirun:
         return
     try:
-        check_sweep(overrides)
+        check_sweep(overrides, lock=True)
     except ExperimentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
 
 
-def check_sweep(overrides: List[str]) -> None:
-    """Every check of this module, in the order a user would fix them: config, search space, folder."""
+def check_sweep(overrides: List[str], lock: bool = False) -> None:
+    """Every check of this module, in the order a user would fix them: config, search space, folder (with
+    ``lock``, the sweep folder is locked for this process first: :func:`lock_sweep_dir`)."""
     from experiments import secrets
 
     for override in overrides:  # Hydra's own settings too (a storage URL with a password, say)
@@ -56,6 +57,8 @@ def check_sweep(overrides: List[str]) -> None:
         from experiments.sweep.search import check_search
 
         check_search(cfg, [o.input_line for o in parsed if not o.is_hydra_override()])
+    if lock:
+        lock_sweep_dir(cfg)
     check_sweep_dir(cfg)
 
 
@@ -172,6 +175,23 @@ def _spec(entry) -> str:
 
 
 # -- the sweep folder -------------------------------------------------------------------------------------
+def _fixed_sweep_dir(cfg: DictConfig) -> str:
+    """``hydra.sweep.dir`` as given, or '' for the default (``multirun/<date>/<time>``, new every time)."""
+    node = OmegaConf.select(cfg, "hydra.sweep", default=None)
+    raw = str(OmegaConf.to_container(node, resolve=False).get("dir", "")) if node is not None else ""
+    return "" if "${" in raw else raw
+
+
+def lock_sweep_dir(cfg: DictConfig) -> None:
+    """One sweep at a time in a given ``hydra.sweep.dir``: this process (the sweep's parent) holds its lock
+    until it ends (``experiments.locks``); each job locks its own run dir (``callbacks``)."""
+    from experiments import locks
+
+    raw = _fixed_sweep_dir(cfg)
+    if raw and (not Path(raw).exists() or Path(raw).is_dir()):
+        locks.hold(Path(raw), "hydra.sweep.dir")
+
+
 def check_sweep_dir(cfg: DictConfig) -> None:
     """Refuse to start a sweep (without resume) in a folder that holds an earlier sweep's jobs or files."""
     node = OmegaConf.select(cfg, "hydra.sweep", default=None)

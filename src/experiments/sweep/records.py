@@ -6,6 +6,7 @@ died before it could, by the launcher. The sweep summary is rebuilt from these f
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -121,9 +122,13 @@ def read_all(sweep_dir: Path) -> List[Dict[str, Any]]:
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
         if RECORD_FILE in files:
             try:
-                records.append(json.loads((Path(root) / RECORD_FILE).read_text()))
-            except (OSError, ValueError):
-                continue
+                record = json.loads((Path(root) / RECORD_FILE).read_text())
+                if not isinstance(record, dict):
+                    raise ValueError("not a job record")
+                records.append(record)
+            except (OSError, ValueError) as exc:  # a truncated or unreadable record: that job is left out
+                logging.getLogger(__name__).warning("skipping %s: cannot read it (%s)", Path(root) / RECORD_FILE,
+                                                    getattr(exc, "strerror", None) or exc)
     return sorted(records, key=lambda r: (r.get("job", 0), r.get("run_dir", "")))
 
 

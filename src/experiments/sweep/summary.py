@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 SUMMARY_JSON = "sweep_summary.json"
 SUMMARY_CSV = "sweep_summary.csv"
 MAX_TABLE_METRICS = 4
+SUMMARY_WAIT_S = 120  # how long a summary waits for another process writing the same sweep's summary
 # Override keys that make replicates: jobs that differ only in these are one configuration.
 SEED_KEYS = ("trainer.seed",)
 
@@ -269,7 +270,9 @@ def split_superseded(jobs: List[Dict[str, Any]],
 
 def write_summary(summary: Dict[str, Any], sweep_dir: Path) -> Tuple[Path, Path]:
     """``sweep_summary.json`` (everything) and ``sweep_summary.csv`` (one row per job)."""
-    from experiments.runs import write_json
+    import io
+
+    from experiments.runs import atomic_write, write_json
 
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -280,19 +283,18 @@ def write_summary(summary: Dict[str, Any], sweep_dir: Path) -> Tuple[Path, Path]
     columns = ["job", "status", "best", *(["config"] if summary.get("grouped") else []),
                *(["pareto"] if "pareto_front" in summary else []), "overrides", *summary["metrics"], *extra,
                "duration_s", "run_dir", "error"]
-    tmp = csv_path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for job in [*summary["jobs"], *summary.get("superseded", [])]:
-            status = "superseded" if "superseded_by" in job else job["status"]
-            row = {"job": job["job"], "status": status, "best": job.get("best", False), "config": job.get("config"),
-                   "pareto": job.get("pareto", False), "overrides": " ".join(job.get("overrides", [])),
-                   "duration_s": job.get("duration_s"), "run_dir": job.get("run_dir"), "error": job.get("error") or ""}
-            row.update({m: job.get("metrics", {}).get(m, "") for m in summary["metrics"]})
-            row.update({m: _or_blank((job.get("objective_values") or {}).get(m)) for m in extra})
-            writer.writerow(row)
-    tmp.replace(csv_path)
+    handle = io.StringIO()  # written whole (atomic_write: a temporary file of this process, then renamed)
+    writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for job in [*summary["jobs"], *summary.get("superseded", [])]:
+        status = "superseded" if "superseded_by" in job else job["status"]
+        row = {"job": job["job"], "status": status, "best": job.get("best", False), "config": job.get("config"),
+               "pareto": job.get("pareto", False), "overrides": " ".join(job.get("overrides", [])),
+               "duration_s": job.get("duration_s"), "run_dir": job.get("run_dir"), "error": job.get("error") or ""}
+        row.update({m: job.get("metrics", {}).get(m, "") for m in summary["metrics"]})
+        row.update({m: _or_blank((job.get("objective_values") or {}).get(m)) for m in extra})
+        writer.writerow(row)
+    atomic_write(csv_path, handle.getvalue())
     return json_path, csv_path
 
 
@@ -446,16 +448,22 @@ def summarize(config) -> Dict[str, Any]:
         return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
     sweep_dir = Path(str(config.hydra.sweep.dir))
-    summary = build_summary(
-        sweep_dir,
-        objective=select("objective"),
-        metric_for_best=select("trainer.metric_for_best"),
-        sweeper_direction=select("hydra.sweeper.direction"),
-        greater_is_better=bool(select("trainer.greater_is_better", True)),
-        objectives=select("hydra.sweeper.objectives"),
-        replicates=int(select("hydra.sweeper.replicates", 1) or 1),
-    )
-    write_summary(summary, sweep_dir)
+    return summarize_dir(sweep_dir, objective=select("objective"), metric_for_best=select("trainer.metric_for_best"),
+                         sweeper_direction=select("hydra.sweeper.direction"),
+                         greater_is_better=bool(select("trainer.greater_is_better", True)),
+                         objectives=select("hydra.sweeper.objectives"),
+                         replicates=int(select("hydra.sweeper.replicates", 1) or 1))
+
+
+def summarize_dir(sweep_dir: Path, **options: Any) -> Dict[str, Any]:
+    """Build and write the summary of ``sweep_dir`` (``options``: those of :func:`build_summary`). Writers take
+    turns: the records are read and the files written under one lock, so a summary never replaces a newer
+    one with fewer rows, and two writers never mix their files."""
+    from experiments import locks
+
+    with locks.holding(sweep_dir, "hydra.sweep.dir", locks.SUMMARY_LOCK, wait_s=SUMMARY_WAIT_S):
+        summary = build_summary(sweep_dir, **options)
+        write_summary(summary, sweep_dir)
     return summary
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
@@ -88,18 +87,33 @@ def save(accelerator, run_dir: Path, step: int, state: Dict[str, Any], keep: int
     if writer and directory.exists():
         shutil.rmtree(directory)  # an unfinished attempt at this same step, from this run
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(directory))
-    accelerator.wait_for_everyone()  # every process's files (its RNG state, its shards) are written before listing
+    _write_state(accelerator, directory, state, writer)
     if writer:
-        payload = dict(state, _files=_files(directory))
-        tmp = directory / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, directory / STATE_FILE)
         for old in checkpoint_dirs(run_dir, whole_only=False)[:-keep]:
             if old != directory:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return directory
+
+
+def _write_state(accelerator, directory: Path, state: Dict[str, Any], writer: bool) -> None:
+    """Accelerate's files, then ``loop_state.json`` (atomically, last). A failed write (disk full, permission
+    denied) removes this unfinished checkpoint, to free its space, and raises WriteFailed: the earlier
+    checkpoints stay, and the run resumes from the newest of them."""
+    from experiments.errors import WriteFailed, reason_of
+    from experiments.runs import atomic_write
+
+    try:
+        accelerator.save_state(str(directory))
+        accelerator.wait_for_everyone()  # every process's files (its RNG state, its shards) are written before listing
+        if writer:
+            atomic_write(directory / STATE_FILE, json.dumps(dict(state, _files=_files(directory))))
+    except Exception as exc:  # torch and safetensors raise their own types on a full disk
+        failed = exc if isinstance(exc, WriteFailed) else WriteFailed(  # (the reason first: is the disk full?)
+            getattr(exc, "filename", None) or directory, reason_of(exc, directory))
+        if writer:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise failed from None
 
 
 def find(resume: Optional[str], run_dir: Path) -> Optional[Path]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from experiments import hardware, interrupts
-from experiments.errors import ExperimentError, TrainingDiverged
+from experiments.errors import ExperimentError, TrainingDiverged, disk_failure
 from experiments.interrupts import Interrupted
 from experiments.train import nodes
 from experiments.train.common import (
@@ -233,6 +233,11 @@ def _train(trainer, resume: Optional[str], run_dir: Path):
     stop.check()  # a signal during set-up: stop before training
     try:
         result = trainer.train(resume_from_checkpoint=resume)
+    except RuntimeError as exc:  # torch's checkpoint writer on a full disk: one line, as in our loop
+        failed = disk_failure(exc, Path(run_dir) / "checkpoints")
+        if failed is None:
+            raise
+        raise failed from None
     finally:
         _close_progress_bars(trainer)  # an error line must be the last line on the console
     if stop.requested:
@@ -285,7 +290,9 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
     if not trainer.is_world_process_zero():
         return to_payload(record)
     if t.save_model and (mirror.stopped or {}).get("reason") != "pruned":  # a pruned trial's weights: not kept
-        adapters.save(trainer.model, exp.tokenizer, run_dir / "last", cfg.peft, cfg.model)
+        from experiments.runs import replace_dir
+
+        replace_dir(run_dir / "last", lambda tmp: adapters.save(trainer.model, exp.tokenizer, tmp, cfg.peft, cfg.model))
     plot_learning_curve(history, train_log, run_dir / "learning_curve.png", title=name)
     if mirror.tracking is not None:
         mirror.tracking.mark_stopped(record.stopped)

@@ -387,7 +387,10 @@ class Recipe:
         model = sharding.full_model(self.accelerator, self.model, self.exp.task.train_auto_class,
                                     self.cfg.model.trust_remote_code)
         if self.accelerator.is_main_process:
-            adapters.save(model, self.exp.tokenizer, self.run_dir / name, self.cfg.peft, self.cfg.model)
+            from experiments.runs import replace_dir
+
+            replace_dir(self.run_dir / name,
+                        lambda tmp: adapters.save(model, self.exp.tokenizer, tmp, self.cfg.peft, self.cfg.model))
 
     def checkpoint(self) -> None:
         checkpoints.save(self.accelerator, self.run_dir, self.state["global_step"], self.state,
