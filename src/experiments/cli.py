@@ -103,7 +103,7 @@ def run_job(cfg) -> Optional[float]:
 
     from experiments import interrupts
     from experiments.config.validate import to_typed
-    from experiments.errors import ExperimentError, WriteFailed, write_failed
+    from experiments.errors import WriteFailed, as_user_error
     from experiments.interrupts import Interrupted
     from experiments.rundir import record_resume, remove_created
     from experiments.runs import finish_run, start_run
@@ -141,8 +141,10 @@ def run_job(cfg) -> Optional[float]:
 
             metrics = infer(typed, run_dir)
         return finish_run(typed, run_dir, metrics)
-    except (ExperimentError, OSError) as caught:
-        exc = write_failed(caught) if isinstance(caught, OSError) else caught
+    except Exception as caught:  # a user error, a failed write, out of memory: one line; else a bug (re-raised)
+        exc = as_user_error(caught)
+        if exc is None:
+            raise  # a bug in this framework: its traceback
         log.error("%s", exc)
         if multirun:
             raise exc from None

@@ -87,3 +87,28 @@ def disk_failure(exc: BaseException, path) -> "WriteFailed | None":
     if isinstance(exc, OSError) or reason in {os.strerror(code) for code in _DISK_ERRNOS}:
         return WriteFailed(getattr(exc, "filename", None) or path, reason)
     return None
+
+
+class OutOfMemory(ExperimentError):
+    """The run asked for more memory than the machine (or GPU) has: a config value sized past it."""
+
+
+_MEMORY_WORDS = ("can't allocate memory", "out of memory", "cannot allocate memory")
+
+
+def as_user_error(exc: BaseException) -> "ExperimentError | None":
+    """The one-line error a run stops with for ``exc``: an ExperimentError as it is; an OSError as a failed write
+    (exit 4); running out of memory (MemoryError, torch's OutOfMemoryError, its CPU allocator's "can't allocate
+    memory") as what to lower (exit 2). None for anything else: a bug, whose traceback is shown."""
+    if isinstance(exc, ExperimentError):
+        return exc
+    if isinstance(exc, OSError):
+        return write_failed(exc)
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(w in str(exc).lower()
+                                                                             for w in _MEMORY_WORDS)):
+        return OutOfMemory(f"out of memory ({first}): lower what sizes it — trainer.per_device_batch_size, "
+                           f"tokenizer.max_length, task.num_beams / task.max_new_tokens / task.batch_size, or the "
+                           f"model")
+    return None
+

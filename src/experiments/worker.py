@@ -15,7 +15,7 @@ def main(argv=None) -> int:
                         format=f"[rank {rank}][%(name)s][%(levelname)s] %(message)s",
                         handlers=[logging.StreamHandler(), *( [logging.FileHandler(run_dir / "run.log")] if rank == 0 else [])])
     from experiments import interrupts
-    from experiments.errors import ExperimentError, write_failed
+    from experiments.errors import as_user_error
     from experiments.train import train
     from experiments.train.launch import ERROR_FILE_ENV
     from experiments.train.nodes import agree_on_config, announce_rendezvous, process_state
@@ -27,8 +27,10 @@ def main(argv=None) -> int:
         announce_rendezvous()
         agree_on_config(cfg)
         train(cfg, run_dir)
-    except (ExperimentError, OSError) as caught:  # a failed write (disk full, read-only) is one line too
-        exc = write_failed(caught) if isinstance(caught, OSError) else caught
+    except Exception as caught:  # a user error, a failed write, out of memory: one line; else a bug (re-raised)
+        exc = as_user_error(caught)
+        if exc is None:
+            raise  # a bug in this framework: its traceback (in launch.log)
         if ERROR_FILE_ENV not in os.environ:
             print(f"error: {exc}", file=sys.stderr)
         elif int(os.environ.get("LOCAL_RANK", rank)) == 0:  # this node's parent reports it, with its exit code

@@ -123,6 +123,19 @@ def test_malformed_or_empty_csv_is_one_line(tmp_path, content, needle):
     assert needle in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("content,options", [
+    ("text,text,label\na,b,1\nc,d,0\n", []),
+    ("\ufefftext\tlabel\tlabel\na\t1\t0\n", ["+dataset.read_options.sep='\\t'"]),
+])
+def test_a_header_that_names_a_column_twice_is_one_line(tmp_path, content, options):
+    path = _write(tmp_path / "dup.csv", content)
+    with pytest.raises(DataError) as info:
+        load_raw(_dataset_cfg("dataset=csv", f"dataset.data_files.train={path}", *options), None)
+    assert str(path) in str(info.value) and "more than once" in str(info.value) and "\n" not in str(info.value)
+    renamed = _write(tmp_path / "named.csv", content.replace("text,text", "text,other").replace("label\tlabel", "label\tx"))
+    assert len(load_raw(_dataset_cfg("dataset=csv", f"dataset.data_files.train={renamed}", *options), None)["train"]) == content.count("\n") - 1
+
+
 def test_wrong_column_names_list_the_real_ones(tmp_path):
     path = _write(tmp_path / "t.csv", "body,y\nhello,1\nbye,0\n")
     cfg = _dataset_cfg("dataset=csv", f"dataset.data_files.train={path}")

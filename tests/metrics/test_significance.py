@@ -120,8 +120,21 @@ def test_over_seeds_welch_beats_probability_and_seeds_needed():
     assert noisy.verdict == "not distinguishable at 95 %"
     assert noisy.seeds_needed > result.seeds_needed >= 2  # more seed noise for a like gap: more seeds needed
     assert sig.over_seeds([0.8, 0.8], [0.8, 0.8]).seeds_needed is None
+    assert sig.over_seeds([0.80, 0.79, 0.81], [0.90, 0.91, 0.89]).seeds_needed == 2  # huge gap: the minimum
     with pytest.raises(ValueError, match="2\\+ runs"):
         sig.over_seeds([0.8], [0.9, 0.91])
+
+
+@pytest.mark.parametrize("gap,spread", [(0.01, 0.01), (0.005, 0.02), (0.03, 0.02)])
+def test_seeds_needed_equals_statsmodels_power_where_it_converges(gap, spread):
+    from statsmodels.stats.power import TTestIndPower
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.8, spread, 6)
+    b = a + gap  # the same spread, the means `gap` apart
+    effect = gap / np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    expected = int(np.ceil(TTestIndPower().solve_power(effect_size=effect, alpha=0.05, power=0.8)))
+    assert sig.seeds_needed(a, b) == expected
 
 
 def test_holm_adjusts_in_order_and_never_lowers_a_p_value():

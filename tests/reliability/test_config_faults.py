@@ -15,6 +15,7 @@ SECRET = "hf_" + "Ab3" * 12  # the shape of a Hugging Face token
     ("trainer.lr=nan", ["trainer.lr", "finite"]),
     ("trainer.max_grad_norm=-inf", ["trainer.max_grad_norm"]),
     ("dataset.validation_fraction=nan", ["dataset.validation_fraction"]),
+    ("trainer.num_processes=100000", ["trainer.num_processes=100000", "CPU cores", "use at most"]),
 ])
 def test_bad_value_or_key_writes_nothing(tmp_path, override, needles):
     before = snapshot(tmp_path)

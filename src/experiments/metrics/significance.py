@@ -14,7 +14,7 @@ table of both runs' statistics, because scipy permutes every 1-D slice of a mult
 Accuracy gets McNemar's exact test (:func:`scipy.stats.binomtest` on the discordant pairs) as a cross-check.
 Across seeds: Welch's t-test, a bootstrap CI of the difference of means, the probability that a random seed
 of B beats one of A (Mann-Whitney U / (n_A n_B)), Holm's correction (statsmodels) and the seeds a
-two-sided Welch test would need to tell the observed difference apart (statsmodels' t-test power).
+two-sided t-test would need to tell the observed difference apart (the noncentral t's power).
 """
 from __future__ import annotations
 
@@ -201,17 +201,26 @@ def over_seeds(values_a: Sequence[float], values_b: Sequence[float], *, higher_i
                      verdict=welch_verdict)
 
 
-def seeds_needed(a: np.ndarray, b: np.ndarray, power: float = 0.8) -> Optional[int]:
+def seeds_needed(a: np.ndarray, b: np.ndarray, power: float = 0.8, most: int = 10_000) -> Optional[int]:
     """Runs per configuration for a two-sided t-test at 5 % to detect the observed difference of means with
-    ``power``, from the pooled seed variance (statsmodels' TTestIndPower)."""
-    from statsmodels.stats.power import TTestIndPower
+    ``power``, from the pooled seed variance (None when the runs do not vary or do not differ, or past ``most``).
+    The power is the noncentral t's, as statsmodels' TTestIndPower computes it; written here because statsmodels
+    returns NaN (and its root finder gives up) when the far tail underflows, which is exactly the case of a
+    large difference that needs few seeds."""
+    from scipy import stats as scipy_stats
 
     pooled = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
     difference = abs(b.mean() - a.mean())
     if pooled == 0 or difference == 0:
         return None
-    n = TTestIndPower().solve_power(effect_size=difference / pooled, alpha=ALPHA, power=power, ratio=1.0)
-    return int(np.ceil(max(float(n), 2.0)))
+    n = np.arange(2, most + 1)
+    df, shift = 2 * n - 2, (difference / pooled) * np.sqrt(n / 2)
+    critical = scipy_stats.t.ppf(1 - ALPHA / 2, df)
+    with np.errstate(all="ignore"):
+        reached = np.nan_to_num(scipy_stats.nct.sf(critical, df, shift)) + np.nan_to_num(
+            scipy_stats.nct.cdf(-critical, df, shift))
+    enough = np.flatnonzero(reached >= power)
+    return int(n[enough[0]]) if len(enough) else None
 
 
 def holm(p_values: Sequence[float]) -> List[float]:

@@ -2,7 +2,8 @@
 their metrics, side by side (one column per run; ``--rows`` for one row per run). Runs that differ only
 in their seed are one configuration: when some configuration has several runs, a second table gives
 each configuration's mean ± 95 % confidence interval (Student's t) over its finished runs, the best
-configuration (on the mean) marked ``*``."""
+configuration (on the mean) marked ``*``; a third compares every replicated configuration with the best over
+its seeds (Welch, Holm, the seeds a difference needs: ``experiments.metrics.significance``)."""
 from __future__ import annotations
 
 import argparse
@@ -102,6 +103,40 @@ def configurations_table(runs: list, metrics: Optional[List[str]] = None):
     return frame[["config", "best", *[c for c in frame.columns if c not in ("config", "best")]]]
 
 
+def verdicts_table(runs: list, metric: Optional[str] = None):
+    """Every configuration with 2+ finished runs against the best one (on the mean of the deciding metric), over
+    seeds: the difference of means (config - best) with a bootstrap 95 % CI, Welch's p-value and the same
+    corrected together (Holm), the probability that a random seed of the configuration beats one of the best,
+    the seeds per configuration a difference this size needs, and a verdict. None when fewer than two
+    configurations have 2+ finished runs."""
+    import pandas as pd
+
+    from experiments.metrics.significance import holm, over_seeds
+    from experiments.report.runs_index import quality_metric_names
+    from experiments.sweep.summary import choose_metric, direction_for
+
+    decide = metric or choose_metric(None, None, quality_metric_names(runs))
+    values = [[runs[p].final[decide] for p in group if runs[p].status == "finished" and decide in runs[p].final]
+              for group in config_groups(runs)[1]] if decide else []
+    replicated = [(number, v) for number, v in enumerate(values) if len(v) >= 2]
+    if len(replicated) < 2:
+        return None
+    maximize = direction_for(decide, None) == "maximize"
+    best, best_values = max(replicated, key=lambda item: (sum(item[1]) / len(item[1])) * (1 if maximize else -1))
+    tests = [(number, over_seeds(best_values, v, higher_is_better=maximize)) for number, v in replicated
+             if number != best]
+    adjusted = holm([t.p_value for _, t in tests])
+    rows = [{"config": best, "metric": decide, "mean": sum(best_values) / len(best_values), "n": len(best_values),
+             "vs best": "best"}]
+    for (number, test), p_holm in zip(tests, adjusted):
+        worse = p_holm < 0.05 and test.verdict != "not distinguishable at 95 %"
+        rows.append({"config": number, "metric": decide, "mean": test.mean_b, "n": test.n_b,
+                     "difference": test.difference, "ci95": f"[{test.ci95[0]:.4g}, {test.ci95[1]:.4g}]",
+                     "p (Welch)": test.p_value, "p (Holm)": p_holm, "P(seed beats best)": test.p_b_beats_a,
+                     "seeds needed": test.seeds_needed, "vs best": "worse" if worse else "tie (not distinguishable)"})
+    return pd.DataFrame(rows)
+
+
 def _shown(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -134,6 +169,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if configs is not None:
         print("\nconfigurations (runs that differ only in the seed; mean ± 95% CI over finished runs):")
         print(configs.to_string(index=False))
+    verdicts = verdicts_table(runs, metric=args.metrics.split(",")[0] if args.metrics else None)
+    if verdicts is not None:
+        print("\nagainst the best configuration, over seeds (Welch's test, p-values corrected together by Holm; "
+              "'seeds needed': runs per configuration to tell this difference apart at 95 % with 80 % power):")
+        print(verdicts.map(_shown).to_string(index=False))
     return 0
 
 

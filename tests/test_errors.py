@@ -1,0 +1,41 @@
+"""experiments.errors: what a run stops with for each kind of exception (one line, or a bug's traceback)."""
+from __future__ import annotations
+
+import errno
+
+import pytest
+import torch
+
+from experiments.errors import DataError, OutOfMemory, WriteFailed, as_user_error
+
+
+def _raised(action) -> BaseException:
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - the exception under test, whatever it is
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+def test_a_user_error_stays_as_it_is_and_a_failed_write_names_the_path():
+    error = DataError("train.csv, row 3: empty text")
+    assert as_user_error(error) is error
+    full = as_user_error(OSError(errno.ENOSPC, "No space left on device", "/runs/a/metrics.json"))
+    assert isinstance(full, WriteFailed) and full.exit_code == 4
+    assert str(full) == "could not write /runs/a/metrics.json: No space left on device"
+
+
+@pytest.mark.parametrize("action", [
+    lambda: torch.empty(2 ** 62, dtype=torch.uint8),  # torch's CPU allocator: a RuntimeError
+    lambda: bytearray(2 ** 62),  # Python's own MemoryError
+])
+def test_running_out_of_memory_is_one_line_saying_what_to_lower(action):
+    error = as_user_error(_raised(action))
+    assert isinstance(error, OutOfMemory) and error.exit_code == 2
+    assert str(error).startswith("out of memory (") and "per_device_batch_size" in str(error)
+    assert "\n" not in str(error)
+
+
+def test_anything_else_is_a_bug_and_keeps_its_traceback():
+    assert as_user_error(ValueError("shapes do not match")) is None
+    assert as_user_error(RuntimeError("expected scalar type Float")) is None
