@@ -25,6 +25,17 @@ from experiments.errors import ExperimentError
 HALF_PRECISIONS = ("bf16", "fp16")
 
 
+def check_cpu_counts(counts: Dict[str, Optional[int]]) -> None:
+    """Data-loading workers, threads or CPU processes (``{key: value}``) beyond this machine's cores stop in
+    one line naming the key: each starts an OS process or thread, so a huge value would swamp the machine."""
+    import os
+
+    cores = os.cpu_count() or 1
+    for key, value in counts.items():
+        if value and value > cores:
+            raise ExperimentError(f"{key}={value} is more than this machine's {cores} CPU cores: use at most {cores}")
+
+
 def cuda_available() -> bool:
     import torch
 

@@ -16,10 +16,12 @@ SECRET = "hf_" + "Ab3" * 12  # the shape of a Hugging Face token
     ("trainer.max_grad_norm=-inf", ["trainer.max_grad_norm"]),
     ("dataset.validation_fraction=nan", ["dataset.validation_fraction"]),
     ("trainer.num_processes=100000", ["trainer.num_processes=100000", "CPU cores", "use at most"]),
+    ("trainer.dataloader_num_workers=100000", ["trainer.dataloader_num_workers=100000", "CPU cores", "use at most"]),
+    ("mode=infer inference.num_threads=100000", ["inference.num_threads=100000", "CPU cores", "use at most"]),
 ])
 def test_bad_value_or_key_writes_nothing(tmp_path, override, needles):
     before = snapshot(tmp_path)
-    result = run(*TINY, override, cwd=tmp_path)
+    result = run(*TINY, *override.split(), cwd=tmp_path)
     assert_user_error(result, *needles)
     assert snapshot(tmp_path) == before  # no outputs/, no run dir
 

@@ -27,6 +27,9 @@ def load_task(cfg, task=None):
 
     task = task or task_class(cfg.task.name)(cfg.task)
     if cfg.inference.num_threads:
+        from experiments.hardware import check_cpu_counts
+
+        check_cpu_counts({"inference.num_threads": cfg.inference.num_threads})
         torch.set_num_threads(cfg.inference.num_threads)
     device = pick_device(cfg.inference.device)
     model, tokenizer, source, speed = load_model(task, cfg, device)

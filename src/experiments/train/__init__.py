@@ -9,6 +9,7 @@ def train(cfg, run_dir: Path) -> Dict[str, Any]:
     """Run the configured training; returns the run's metrics (also written to ``metrics.json``).
     Signals are deferred throughout (see experiments.interrupts): set-up and the loop act on them."""
     from experiments import interrupts
+    from experiments.hardware import check_cpu_counts
     from experiments.tracking import check_wandb
     from experiments.train.launch import in_distributed_worker, launch_workers
 
@@ -16,6 +17,7 @@ def train(cfg, run_dir: Path) -> Dict[str, Any]:
     stop.deferring = True
     try:
         check_wandb(cfg.logger)  # a bad key or unreachable server: one line now, not a traceback after loading
+        check_cpu_counts({"trainer.dataloader_num_workers": cfg.trainer.dataloader_num_workers})
         # FSDP needs torch.distributed even on one process (one GPU): it always runs through the launcher
         launched = cfg.trainer.num_processes > 1 or cfg.trainer.num_machines > 1 or cfg.trainer.distributed == "fsdp"
         if launched and not in_distributed_worker():

@@ -73,6 +73,7 @@ def launch_workers(cfg, run_dir: Path) -> Dict[str, Any]:
 
     import torch
 
+    from experiments.hardware import check_cpu_counts
     from experiments.runs import CONFIG_FILE, read_metrics
     from experiments.train.nodes import CONFIG_FILE_ENV, RENDEZVOUS_FILE_ENV, config_dir
 
@@ -80,9 +81,7 @@ def launch_workers(cfg, run_dir: Path) -> Dict[str, Any]:
     env = dict(os.environ, EXPERIMENTS_WORKER="1", PYTHONUNBUFFERED="1")
     if not torch.cuda.is_available():
         env["ACCELERATE_USE_CPU"] = "1"
-        if t.num_processes > (os.cpu_count() or 1):  # each CPU process trains on its own cores
-            raise ExperimentError(f"trainer.num_processes={t.num_processes} is more than this machine's "
-                                  f"{os.cpu_count()} CPU cores (no GPU is visible): use at most {os.cpu_count()}")
+        check_cpu_counts({"trainer.num_processes": t.num_processes})  # no GPU: each process on its own cores
     elif torch.cuda.device_count() < t.num_processes:
         raise ExperimentError(f"trainer.num_processes={t.num_processes} but only "
                               f"{torch.cuda.device_count()} GPU(s) are visible")
