@@ -62,6 +62,13 @@ def token_limit(tokenizer, model_dir: Path) -> Optional[int]:
     return min(limits) if limits else None
 
 
+def config_positions(config) -> Optional[int]:
+    """The positions a loaded model config has (its ``max_position_embeddings`` or the like), None if it names none."""
+    config = getattr(config, "text_config", None) or config
+    values = [getattr(config, key, None) for key in _POSITION_KEYS]
+    return next((v for v in values if isinstance(v, int) and v > 0), None)
+
+
 def fit_max_length(key: str, value: int, tokenizer, model_dir: Path) -> int:
     """A length the model cannot take (more tokens than it has positions) is clamped to its limit, said once;
     the tokenizer then knows the limit too (``model_max_length``), for checks of untruncated rows."""

@@ -156,7 +156,8 @@ def premask(dataset, tokenizer, *, mlm_probability: float, seed: int):
 
 
 def sft_features(split, tokenizer, *, prompt_ids: Callable[[str], List[int]], source_column: str,
-                 target_column: str, max_target_tokens: int, num_proc: int = 1, desc: str = ""):
+                 target_column: str, max_target_tokens: int, num_proc: int = 1, desc: str = "",
+                 max_tokens: Optional[int] = None):
     """Supervised fine-tuning rows: ``input_ids`` = the prompt as inference builds it (``prompt_ids(source)``,
     chat template and generation prompt included) + the target (no special tokens, cut to
     ``max_target_tokens``) + EOS; ``labels`` = -100 over the prompt, then the target ids and EOS, so the loss
@@ -179,8 +180,21 @@ def sft_features(split, tokenizer, *, prompt_ids: Callable[[str], List[int]], so
             out["labels"].append([IGNORE_INDEX] * len(prompt) + answer)
         return out
 
-    return split.map(encode, batched=True, batch_size=MAP_BATCH, num_proc=_num_proc(split, num_proc),
+    rows = split.map(encode, batched=True, batch_size=MAP_BATCH, num_proc=_num_proc(split, num_proc),
                      remove_columns=split.column_names, desc=desc or None)
+    _check_row_lengths(rows, max_tokens, desc)
+    return rows
+
+
+def _check_row_lengths(rows, max_tokens: Optional[int], desc: str) -> None:
+    """A prompt + answer longer than the model's positions (``max_tokens``) stops here, naming the row: the
+    prompt is never cut (it is what inference sends), and such a row would fail or train garbage mid-run."""
+    if not max_tokens:
+        return
+    for row, ids in enumerate(rows["input_ids"]):
+        if len(ids) > max_tokens:
+            raise DataError(f"{_where(desc)}row {row}: the prompt and its answer are {len(ids)} tokens, more than "
+                            f"the model takes ({max_tokens}); shorten or drop that row")
 
 
 def seq2seq_features(split, tokenizer, *, source_column: str, target_column: str, prefix: str,

@@ -149,15 +149,17 @@ class GenerationTraining(TokenLossTraining):
 
     def sft_data(self, train, evaluation, tokenizer, cfg, source: str, target: str):
         from experiments.data.lm import sft_features
+        from experiments.modeling import config_positions
 
         task = self.data_task(tokenizer, cfg)
 
         def prompt_ids(text: str) -> List[int]:
             return task.prompt_ids(task.pipeline_inputs([text])[0])
 
+        positions = config_positions(self.model_config)
         return [sft_features(split, tokenizer, prompt_ids=prompt_ids, source_column=source, target_column=target,
                              max_target_tokens=cfg.task.max_new_tokens, num_proc=cfg.dataset.num_proc,
-                             desc=f"prompt+target {cfg.dataset.name} {name}")
+                             desc=f"prompt+target {cfg.dataset.name} {name}", max_tokens=positions)
                 for name, split in (("train", train), ("eval", evaluation))]
 
     def collator(self, tokenizer, cfg):
