@@ -27,18 +27,6 @@ MAX_LENGTHS = st.sampled_from([1, 2, 3, 8, 32, 512, 513, 10 ** 6, 2 ** 62])
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """Where drawn files go; the datasets cache goes there too (the user's cache is left alone)."""
-    import datasets.config
-
-    root = tmp_path_factory.mktemp("fuzz-inputs")
-    patch = pytest.MonkeyPatch()
-    patch.setattr(datasets.config, "HF_DATASETS_CACHE", str(root / "hf-cache"))
-    yield root
-    patch.undo()
-
-
 def write(spec: DataFile, folder: Path) -> Path:
     return spec.write(folder / f"f{next(_names)}.{spec.suffix}")
 

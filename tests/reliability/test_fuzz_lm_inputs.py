@@ -24,17 +24,6 @@ MAX_LENGTH = 16
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    import datasets.config
-
-    root = tmp_path_factory.mktemp("fuzz-lm")
-    patch = pytest.MonkeyPatch()
-    patch.setattr(datasets.config, "HF_DATASETS_CACHE", str(root / "hf-cache"))
-    yield root
-    patch.undo()
-
-
 def lm_config(spec=None, path=None, response: bool = False):
     overrides = ["task=text-generation", "model=smollm2", f"tokenizer.max_length={MAX_LENGTH}", "dataset.num_proc=1"]
     if spec is not None:
