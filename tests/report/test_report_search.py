@@ -153,7 +153,7 @@ def test_compare_groups_seeds_into_configurations(search, capsys):
     assert main([str(search)]) == 0
     out = capsys.readouterr().out
     assert "configurations (runs that differ only in the seed" in out
-    lines = out.split("configurations")[1].splitlines()[2:]
+    lines = out.split("configurations")[1].split("\n\n")[0].splitlines()[2:]  # that table only (verdicts follow)
     lrs = ("1e-05", "0.0001", "0.001")
     rows = {next(t for t in line.split() if t in lrs): line for line in lines if line.strip()}
     for lr, accs in (("1e-05", [0.60, 0.64, 0.62]), ("0.0001", [0.80, 0.76, 0.81])):
