@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 import torch
 
-from experiments.errors import DataError, OutOfMemory, WriteFailed, as_user_error
+from experiments.errors import DataError, FileFailed, OutOfMemory, WriteFailed, as_user_error
 
 
 def _raised(action) -> BaseException:
@@ -39,3 +40,24 @@ def test_running_out_of_memory_is_one_line_saying_what_to_lower(action):
 def test_anything_else_is_a_bug_and_keeps_its_traceback():
     assert as_user_error(ValueError("shapes do not match")) is None
     assert as_user_error(RuntimeError("expected scalar type Float")) is None
+
+
+@pytest.mark.parametrize("code", sorted(errno.errorcode))
+def test_only_an_errno_of_a_refusing_disk_or_permission_is_called_a_failed_write(code, tmp_path):
+    target = tmp_path / "some" / "file.json"
+    error = as_user_error(OSError(code, os.strerror(code), str(target)))
+    assert error.exit_code == 4 and str(target) in str(error) and "\n" not in str(error)
+    disk = code in {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
+    assert isinstance(error, WriteFailed) == disk
+    assert str(error).startswith("could not write " if disk else "could not use ")
+
+
+@pytest.mark.parametrize("action", [
+    lambda folder: (folder / "missing.json").open().read(),  # a file gone from under the run
+    lambda folder: folder.open().read(),  # a folder where a file was expected
+    lambda folder: (folder / "a" / "b").mkdir(),  # a parent that does not exist
+])
+def test_a_failed_read_or_lookup_is_one_line_that_does_not_say_write(action, tmp_path):
+    error = as_user_error(_raised(lambda: action(tmp_path)))
+    assert isinstance(error, FileFailed) and not isinstance(error, WriteFailed)
+    assert str(error).startswith("could not use ") and str(tmp_path) in str(error)

@@ -105,7 +105,7 @@ def run_job(cfg) -> Optional[float]:
     from experiments.config.validate import to_typed
     from experiments.errors import WriteFailed, as_user_error
     from experiments.interrupts import Interrupted
-    from experiments.rundir import record_resume, remove_created
+    from experiments.rundir import record_resume, remove_created, undo_resume
     from experiments.runs import finish_run, start_run
     from experiments.train.checkpoints import resume_in_place
     from experiments.train.nodes import config_dir
@@ -115,6 +115,7 @@ def run_job(cfg) -> Optional[float]:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    resumed = None  # what a resume in place found, put back if it stops before saving anything
     try:
         if multirun:  # W&B group/name/tags of a sweep job (docs/sweeps.md)
             from experiments.sweep.naming import apply_sweep_context
@@ -128,7 +129,7 @@ def run_job(cfg) -> Optional[float]:
             job = f"{Path(str(hydra_cfg.sweep.dir)).resolve()}#{hydra_cfg.job.num}"  # a retry may take over its lock
             locks.hold(run_dir, "hydra.run.dir", job=job)
         if not multirun and not node and typed.mode == "train" and resume_in_place(typed.trainer.resume):
-            record_resume(run_dir, cfg)  # the preflight checked it is the same experiment: log what changed
+            resumed = record_resume(run_dir, cfg)  # the preflight checked it is the same experiment: log what changed
         start_run(cfg, config_dir(run_dir, node))
         if typed.mode == "train":
             from experiments.train import train
@@ -143,6 +144,8 @@ def run_job(cfg) -> Optional[float]:
         return finish_run(typed, run_dir, metrics)
     except Exception as caught:  # a user error, a failed write, out of memory: one line; else a bug (re-raised)
         exc = as_user_error(caught)
+        if resumed is not None:
+            undo_resume(run_dir, resumed)
         if exc is None:
             raise  # a bug in this framework: its traceback
         log.error("%s", exc)

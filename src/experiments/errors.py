@@ -25,17 +25,29 @@ class TrainingDiverged(ExperimentError):
 
 # errno values that say the disk, not the path, is the problem
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+# errno values of an OSError that reached a run unwrapped which are read as a failed write: the disk's, and a
+# refused permission (the framework reads its own files, which it wrote, and users' files, which data loading
+# checks first). Anything else (a file gone, a folder where a file was expected, an I/O error) is worded neutrally.
+_WRITE_ERRNOS = _DISK_ERRNOS | {errno.EACCES, errno.EPERM}
 
 
-class WriteFailed(ExperimentError):
-    """A file of the run could not be written (disk full, permission denied, read-only filesystem, a folder
-    that is a file): exit 4. Earlier results are intact; after the cause is fixed the run resumes."""
+class FileFailed(ExperimentError):
+    """A file the run needed could not be used: an operating-system error (permission denied, a path that is
+    not a folder, an I/O error) that reached the run without a more precise error of ours. Exit 4."""
 
     exit_code = 4
+    verb = "use"
 
     def __init__(self, path, reason: str):
         self.path, self.reason = str(path), reason
-        super().__init__(f"could not write {path}: {reason}")
+        super().__init__(f"could not {self.verb} {path}: {reason}")
+
+
+class WriteFailed(FileFailed):
+    """A file of the run could not be written (disk full, permission denied, read-only filesystem, a folder
+    that is a file): exit 4. Earlier results are intact; after the cause is fixed the run resumes."""
+
+    verb = "write"
 
 
 class RecordUnreadable(ExperimentError):
@@ -98,12 +110,15 @@ _MEMORY_WORDS = ("can't allocate memory", "out of memory", "cannot allocate memo
 
 def as_user_error(exc: BaseException) -> "ExperimentError | None":
     """The one-line error a run stops with for ``exc``: an ExperimentError as it is; an OSError as a failed write
-    (exit 4); running out of memory (MemoryError, torch's OutOfMemoryError, its CPU allocator's "can't allocate
+    when its errno says the disk refused (full, quota, read-only, file too large, permission), else as a file that
+    could not be used (both exit 4, naming the file); running out of memory (MemoryError, torch's OutOfMemoryError, its CPU allocator's "can't allocate
     memory") as what to lower (exit 2). None for anything else: a bug, whose traceback is shown."""
     if isinstance(exc, ExperimentError):
         return exc
     if isinstance(exc, OSError):
-        return write_failed(exc)
+        if exc.errno in _WRITE_ERRNOS:
+            return write_failed(exc)
+        return FileFailed(exc.filename or "a file", exc.strerror or str(exc) or type(exc).__name__)
     first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(w in str(exc).lower()
                                                                              for w in _MEMORY_WORDS)):

@@ -6,10 +6,13 @@ invocation created.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -17,10 +20,12 @@ from omegaconf import OmegaConf
 
 from experiments import locks
 from experiments.errors import ExperimentError
-from experiments.runs import CONFIG_FILE, flat_keys, read_config
+from experiments.runs import CONFIG_FILE, atomic_write, flat_keys, read_config
 from experiments.train.checkpoints import resume_in_place, resume_requested
 
 RESUME_LOG = "resume_log.jsonl"
+_STALE_TMP = re.compile(r"\..+\.\d+\.tmp")  # runs.atomic_write's temporary name
+log = logging.getLogger(__name__)
 # Set by the preflight for the Hydra job in this process: the run dir it made, if it made one.
 CREATED_ENV = "EXPERIMENTS_CREATED_RUN_DIR"
 CREATED_TOP_ENV = "EXPERIMENTS_CREATED_TOP_DIR"  # the outermost folder of the run dir's path it made
@@ -57,6 +62,7 @@ def plan_single_run(overrides: List[str]) -> List[str]:
     resume = typed.mode == "train" and resume_requested(typed.trainer.resume)
     if resume and resume_in_place(typed.trainer.resume):
         check_resumable(run_dir, cfg, typed.trainer.backend)
+        remove_stale_temporaries(run_dir)
         subdir = f".hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         os.environ[RESUME_SUBDIR_ENV] = str(run_dir.resolve() / subdir)
         return extra + [f"hydra.output_subdir={subdir}"]
@@ -121,6 +127,18 @@ def check_resumable(run_dir: Path, cfg, backend: str) -> None:
                               f"rerun in the same directory (hydra.run.dir=<run dir>) or pass a checkpoint path")
 
 
+def remove_stale_temporaries(run_dir: Path) -> List[Path]:
+    """A resume (holding the run dir's lock, so no other process of ours writes there) removes the temporary
+    files a killed attempt left mid-write: ``runs.atomic_write``'s ``.<name>.<pid>.tmp`` beside the record it was
+    replacing. The record itself is the old whole file, or the new one."""
+    stale = [p for p in run_dir.rglob(".*.tmp") if _STALE_TMP.fullmatch(p.name) and p.is_file()
+             and not p.name.endswith(f".{os.getpid()}.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+        log.info("removed %s, a temporary file left by a stopped attempt", path)
+    return stale
+
+
 def checkpoint_run_dir(path: Path) -> Optional[Path]:
     """The run a checkpoint path belongs to (``<run>/checkpoints/step_N`` or ``<run>``)."""
     for candidate in (path, path.parent.parent):
@@ -169,12 +187,46 @@ def compare_for_resume(run_dir: Path, cfg) -> None:
                               f"resume with the run's values, or start a new run")
 
 
-def record_resume(run_dir: Path, cfg) -> None:
-    """On resume: the allowed changes go to config.yaml (what the run now is) and resume_log.jsonl (history)."""
+@dataclass(frozen=True)
+class ResumeStart:
+    """The run's record as a resume in place found it, to put back if the resume saves nothing new."""
+
+    config: bytes
+    log_size: Optional[int]  # None: there was no resume log
+    checkpoints: Tuple[str, ...]
+
+
+def _checkpoint_names(run_dir: Path) -> Tuple[str, ...]:
+    root = run_dir / "checkpoints"
+    return tuple(sorted(p.name for p in root.iterdir())) if root.is_dir() else ()
+
+
+def record_resume(run_dir: Path, cfg) -> ResumeStart:
+    """On resume: the allowed changes go to config.yaml (what the run now is; written by ``runs.start_run``) and
+    resume_log.jsonl (history). Returns what :func:`undo_resume` needs to put the record back."""
+    log = run_dir / RESUME_LOG
+    start = ResumeStart((run_dir / CONFIG_FILE).read_bytes(), log.stat().st_size if log.is_file() else None,
+                        _checkpoint_names(run_dir))
     allowed, _ = resume_changes(run_dir, cfg)
     entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": allowed}
-    with (run_dir / RESUME_LOG).open("a") as handle:
+    with log.open("a") as handle:
         handle.write(json.dumps(entry) + "\n")
+    return start
+
+
+def undo_resume(run_dir: Path, start: ResumeStart) -> None:
+    """A resume that stopped before it saved a checkpoint leaves the run as it found it: the saved config back
+    (a later resume is checked against what the run is, not what this attempt asked for) and its log entry gone.
+    Once it has saved a checkpoint, the run is what the new config says and the record stays."""
+    if _checkpoint_names(run_dir) != start.checkpoints:
+        return
+    atomic_write(run_dir / CONFIG_FILE, start.config)
+    log = run_dir / RESUME_LOG
+    if start.log_size is None:
+        log.unlink(missing_ok=True)
+    elif log.is_file():
+        with log.open("r+b") as handle:
+            handle.truncate(start.log_size)
 
 
 def remove_created(run_dir: Path) -> None:

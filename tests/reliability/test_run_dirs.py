@@ -89,6 +89,11 @@ def test_resume_with_fewer_steps_is_refused(done, tmp_path):
 
 
 def test_resume_with_more_steps_continues_and_records_the_change(done, tmp_path):
+    """...and removes the temporary files a killed attempt left mid-write (atomic_write's names), nothing else."""
+    stale = [done / ".metrics.json.4242.tmp", done / "checkpoints" / "step_2" / ".loop_state.json.77.tmp"]
+    for path in stale:
+        path.write_text("half a write")
+    (done / "notes.tmp").write_text("a user's file")
     before = snapshot(tmp_path)
     result = run(*CKPT, "trainer.resume=true", "trainer.max_steps=3", f"hydra.run.dir={done}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -100,8 +105,9 @@ def test_resume_with_more_steps_continues_and_records_the_change(done, tmp_path)
     # the first run's Hydra record is kept; the resume's own is beside it
     diff = changed(before, snapshot(tmp_path), allowed=["run/checkpoints"])
     assert all(path.startswith("run/.hydra/resume-") for path in diff if ".hydra" in path), diff
+    assert not any(path.exists() for path in stale) and (done / "notes.tmp").read_text() == "a user's file"
     assert {p for p in diff if ".hydra" not in p} <= {"run/config.yaml", "run/metrics.json", "run/metrics.csv", "run/run.log",
-                         "run/learning_curve.png", "run/resume_log.jsonl"}
+                         "run/learning_curve.png", "run/resume_log.jsonl", "run/.metrics.json.4242.tmp"}
 
 
 def test_resume_in_a_dir_without_a_run_is_refused(tmp_path):
@@ -145,13 +151,14 @@ def test_explicit_damaged_checkpoint_is_one_line(done, tmp_path):
 
 
 def test_checkpoint_damaged_in_a_way_sizes_cannot_see_is_one_line(done, tmp_path):
-    """Same size, wrong bytes: loading fails, and says which checkpoint and what to do."""
+    """Same size, wrong bytes: loading fails, and says which checkpoint and what to do. The resume asked for a
+    longer run (an allowed change) but saved nothing: config.yaml and the resume log are as they were, so a
+    later resume is checked against what the run is."""
     shutil.rmtree(done / "checkpoints" / "step_1")
     weights = done / "checkpoints" / "step_2" / "model.safetensors"
     weights.write_bytes(b"\0" * weights.stat().st_size)
     before = snapshot(tmp_path)
-    result = run(*CKPT, "trainer.resume=true", f"hydra.run.dir={done}", cwd=tmp_path)
+    result = run(*CKPT, "trainer.resume=true", "trainer.max_steps=4", f"hydra.run.dir={done}", cwd=tmp_path)
     assert_user_error(result, "cannot be loaded", "earlier one")
     diff = changed(before, snapshot(tmp_path))
-    assert {p for p in diff if not p.startswith("run/.hydra/resume-")} <= {
-        "run/run.log", "run/config.yaml", "run/resume_log.jsonl"}, diff
+    assert {p for p in diff if not p.startswith("run/.hydra/resume-")} <= {"run/run.log"}, diff

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from experiments.errors import ExperimentError
+from experiments.errors import ExperimentError, WriteFailed
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ def save(accelerator, run_dir: Path, step: int, state: Dict[str, Any], keep: int
     then holds a whole checkpoint (Accelerate's ``save_on_each_node``)."""
     directory = Path(run_dir) / "checkpoints" / f"step_{step}"
     writer = accelerator.is_main_process if shared else accelerator.is_local_main_process
+    if writer and directory.exists() and not directory.is_dir():
+        raise WriteFailed(directory, "a file is in the way of this checkpoint's folder")  # not ours to remove
     if writer and directory.exists():
         shutil.rmtree(directory)  # an unfinished attempt at this same step, from this run
     accelerator.wait_for_everyone()
@@ -100,7 +102,7 @@ def _write_state(accelerator, directory: Path, state: Dict[str, Any], writer: bo
     """Accelerate's files, then ``loop_state.json`` (atomically, last). A failed write (disk full, permission
     denied) removes this unfinished checkpoint, to free its space, and raises WriteFailed: the earlier
     checkpoints stay, and the run resumes from the newest of them."""
-    from experiments.errors import WriteFailed, reason_of
+    from experiments.errors import reason_of
     from experiments.runs import atomic_write
 
     try:
