@@ -11,10 +11,13 @@ setup: .venv/.installed
 run: .venv/.installed
 	$(PY) run.py
 
+# Tests run on every core (pytest-xdist); those that start clusters share one worker (xdist_group "cluster").
+TEST_WORKERS ?= auto
+
 test: .venv/.installed
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q --durations=30
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q --durations=30 -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: .venv/.installed
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q -m "not slow"
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: setup run test test-fast

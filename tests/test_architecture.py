@@ -41,3 +41,13 @@ def test_a_mode_importing_the_report_breaks_the_contract(tmp_path):
     records.write_text(records.read_text() + "\nfrom experiments.report import html  # noqa: E402,F401\n")
     result = _lint(tmp_path)
     assert result.returncode != 0 and "experiments.sweep is not allowed to import experiments.report" in result.stdout
+
+
+def test_a_cycle_between_siblings_through_an_import_inside_a_function_breaks_the_contract(tmp_path):
+    """Modules of one layer may import each other (``:``), but never both ways, not even inside a function."""
+    for package in ("experiments", "hydra_plugins"):
+        shutil.copytree(REPO / "src" / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    errors = tmp_path / "experiments" / "errors.py"  # experiments.locks imports experiments.errors
+    errors.write_text(errors.read_text() + "\n\ndef _later():\n    from experiments import locks  # noqa: F401\n")
+    result = _lint(tmp_path)
+    assert result.returncode != 0 and "No cycles are allowed in experiments." in result.stdout, result.stdout[-2000:]

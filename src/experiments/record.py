@@ -99,7 +99,7 @@ def to_payload(record: RunRecord) -> Dict[str, Any]:
 
 def write_record(run_dir: Path, record: RunRecord) -> Dict[str, Any]:
     """The one writer of metrics.json (atomic: a reader never sees half a file). Returns the payload."""
-    from experiments.runs import write_json
+    from experiments.files import write_json
 
     payload = to_payload(record)
     write_json(Path(run_dir) / METRICS_FILE, payload)

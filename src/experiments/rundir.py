@@ -20,11 +20,12 @@ from omegaconf import OmegaConf
 
 from experiments import locks
 from experiments.errors import ExperimentError
-from experiments.runs import CONFIG_FILE, atomic_write, flat_keys, read_config
+from experiments.files import atomic_write
+from experiments.runs import CONFIG_FILE, flat_keys, read_config
 from experiments.train.checkpoints import resume_in_place, resume_requested
 
 RESUME_LOG = "resume_log.jsonl"
-_STALE_TMP = re.compile(r"\..+\.\d+\.tmp")  # runs.atomic_write's temporary name
+_STALE_TMP = re.compile(r"\..+\.\d+\.tmp")  # files.atomic_write's temporary name
 log = logging.getLogger(__name__)
 # Set by the preflight for the Hydra job in this process: the run dir it made, if it made one.
 CREATED_ENV = "EXPERIMENTS_CREATED_RUN_DIR"
@@ -115,21 +116,27 @@ def check_fresh(run_dir: Path, resume: bool) -> None:
 
 
 def check_resumable(run_dir: Path, cfg, backend: str) -> None:
-    """``trainer.resume=true``: the dir holds a run of the same experiment with a complete checkpoint."""
-    from experiments.train.checkpoints import has_checkpoint
+    """``trainer.resume=true``: the dir holds a run of the same experiment with a complete checkpoint (or one
+    stopped before its first checkpoint, with no result: it starts again from step 0)."""
+    from experiments.train.checkpoints import has_checkpoint, nothing_to_continue
 
+    held = {p.name for p in run_dir.iterdir() if not locks.is_lock_file(p.name)} if run_dir.is_dir() else set()
+    if not (run_dir / CONFIG_FILE).is_file() and held and held <= {".hydra", "run.log"}:
+        raise ExperimentError(f"trainer.resume=true but {run_dir} holds only Hydra's files of a start stopped before "
+                              f"the run began (nothing to continue): remove that folder, or start the run in "
+                              f"another hydra.run.dir")
     if not (run_dir / CONFIG_FILE).is_file():
         raise ExperimentError(f"trainer.resume=true but {run_dir} holds no run (no {CONFIG_FILE}); rerun in the "
                               f"run's directory (hydra.run.dir=<run dir>) or pass a checkpoint path")
     compare_for_resume(run_dir, cfg)
-    if not has_checkpoint(run_dir, backend):
+    if not has_checkpoint(run_dir, backend) and not nothing_to_continue(run_dir):
         raise ExperimentError(f"trainer.resume=true but {run_dir}/checkpoints holds no complete checkpoint; "
                               f"rerun in the same directory (hydra.run.dir=<run dir>) or pass a checkpoint path")
 
 
 def remove_stale_temporaries(run_dir: Path) -> List[Path]:
     """A resume (holding the run dir's lock, so no other process of ours writes there) removes the temporary
-    files a killed attempt left mid-write: ``runs.atomic_write``'s ``.<name>.<pid>.tmp`` beside the record it was
+    files a killed attempt left mid-write: ``files.atomic_write``'s ``.<name>.<pid>.tmp`` beside the record it was
     replacing. The record itself is the old whole file, or the new one."""
     stale = [p for p in run_dir.rglob(".*.tmp") if _STALE_TMP.fullmatch(p.name) and p.is_file()
              and not p.name.endswith(f".{os.getpid()}.tmp")]

@@ -178,7 +178,7 @@ def _csv_tracker_class():
 
         @on_main_process
         def start(self):
-            from experiments.runs import atomic_write
+            from experiments.files import atomic_write
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists() or not self.path.stat().st_size:
@@ -247,7 +247,7 @@ def trim_csv_log(path: Path, last_step: int) -> None:
     """Keep the rows of steps <= ``last_step`` (atomically): the resumed run logs the later ones again."""
     import io
 
-    from experiments.runs import atomic_write
+    from experiments.files import atomic_write
 
     if not path.exists():
         return
@@ -269,7 +269,7 @@ def _number(text: str) -> bool:
 
 def wandb_run_id(run_dir: Path) -> str:
     """The run's W&B id, kept in the run dir so a resumed run continues the same W&B run."""
-    from experiments.runs import atomic_write
+    from experiments.files import atomic_write
 
     path = Path(run_dir) / "wandb" / WANDB_ID_FILE
     if path.exists() and path.read_text().strip():

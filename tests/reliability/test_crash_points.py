@@ -1,7 +1,8 @@
 """Crash at every point: SIGKILL at each point of a run's life (start-up, a train step, an evaluation, each file
 of a checkpoint, the rotation of old checkpoints, best/, metrics.json, last/, the plot), leaving a half-written
 file where the point writes one. Then ``trainer.resume=true`` either finishes with exactly the result of a run
-that was never killed (final metrics, train losses, final weights) or refuses in one line; no other run changes."""
+that was never killed (final metrics, train losses, final weights; a run killed before its first checkpoint starts
+again from step 0) or refuses in one line; no other run changes."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,8 @@ from experiments.train.checkpoints import checkpoint_dirs
 ROTATE = ["trainer.save_total_limit=2"]  # step_2 is removed once step_6 is whole: that is a point too
 # (a substring of the event, which of the events with it is the point): a fast subset of the points
 FAST = [
-    ("call:run_job", 1),  # start-up: nothing to resume from, refused in one line
+    ("call:run_job", 1),  # start-up, before the run's config is written: refused in one line
+    ("call:Recipe.train_step", 2),  # mid-training before the first checkpoint: started again, logged rows dropped
     ("call:Recipe.train_step", 3),  # mid-training, after checkpoint step_2
     ("call:evaluate", 1),  # mid-evaluation at step 3
     ("optimizer.bin", 2),  # half of checkpoint step_4's optimizer state written
@@ -47,7 +49,7 @@ def _check(reference, killed) -> str:
     assert killed.rc == -9, f"the point was never reached (exit {killed.rc}):\n{killed.stderr[-2000:]}"
     resumed = killed.resumed
     if resumed.rc != 0:  # refused: no whole checkpoint (or not even a run) to resume from
-        assert_user_error(resumed.result(), "trainer.resume=true but", code=2)
+        assert_user_error(resumed.result(), "trainer.resume=true but", "before the run began", code=2)
         assert checkpoint_dirs(killed.run_dir) == []
         return "refused"
     assert outcome(killed.run_dir) == outcome(reference.run_dir)

@@ -241,7 +241,7 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary_one_when_the_write_fa
     import os
 
     from experiments.errors import WriteFailed
-    from experiments.runs import atomic_write
+    from experiments.files import atomic_write
 
     target = tmp_path / "metrics.json"
     atomic_write(target, "old\n")

@@ -31,6 +31,9 @@ from hydra_plugins.experiments_launcher.ray_launcher import ATTEMPT, attempts_in
 
 NODE_RESOURCES = ("node_a", "node_b")
 
+# One group: these tests start daemons, clusters and network namespaces; `make test` runs them on one worker.
+pytestmark = pytest.mark.xdist_group("cluster")
+
 
 class RayCluster:
     """The running cluster, its two worker nodes by custom resource, and a way to kill one as a machine dies."""

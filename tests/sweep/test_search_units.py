@@ -11,7 +11,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from experiments.errors import ExperimentError
-from experiments.runs import STOP_REQUEST, write_json
+from experiments.files import write_json
+from experiments.runs import STOP_REQUEST
 from experiments.sweep import records
 from experiments.sweep import search as S
 

@@ -23,6 +23,9 @@ from sweep_helpers import TINY, explain, run_sweep, summary
 SLURM = ["hydra/launcher=slurm", f"hydra.launcher.partition={slurm_cluster.PARTITION}",
          "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10"]
 
+# One group: these tests start daemons, clusters and network namespaces; `make test` runs them on one worker.
+pytestmark = pytest.mark.xdist_group("cluster")
+
 
 @pytest.fixture(scope="session")
 def slurm():

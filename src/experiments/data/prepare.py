@@ -19,6 +19,7 @@ class ClassificationData:
     label_names: Optional[List[str]]  # None for regression
     num_labels: int
     is_regression: bool
+    eval_ids: Optional[List[str]] = None  # each eval row's stable id (example_ids), in eval order
 
     @property
     def id2label(self) -> Dict[int, str]:
@@ -319,6 +320,15 @@ def _check_lengths(encoded, split, tokenizer, cfg: DatasetConfig) -> None:
                         f"tokenizer.truncation=true or shorten it")
 
 
+def example_ids(split) -> List[str]:
+    """Stable ids of a split's rows: its ``id`` column, else ``idx`` (GLUE), else the row's position in the
+    split (the same from run to run: ``dataset.split_seed`` fixes a held-out split)."""
+    for column in ("id", "idx"):
+        if column in split.column_names:
+            return [str(value) for value in split[column]]
+    return [str(number) for number in range(len(split))]
+
+
 def build_classification_data(raw, tokenizer, cfg: DatasetConfig, tok_cfg: TokenizerConfig) -> ClassificationData:
     train, evaluation, names = select_splits(raw, cfg)
     is_regression = cfg.problem_type == "regression"
@@ -326,7 +336,8 @@ def build_classification_data(raw, tokenizer, cfg: DatasetConfig, tok_cfg: Token
     eval_tok = tokenize(evaluation, tokenizer, cfg, tok_cfg, desc=f"tokenize {cfg.name} eval")
     num_labels = 1 if is_regression else len(names)
     log.info("%s: %d train / %d eval rows, %d labels", cfg.name, len(train_tok), len(eval_tok), num_labels)
-    return ClassificationData(train_tok, eval_tok, None if is_regression else names, num_labels, is_regression)
+    return ClassificationData(train_tok, eval_tok, None if is_regression else names, num_labels, is_regression,
+                              example_ids(evaluation))
 
 
 def build_collator(tokenizer, cfg: CollatorConfig, tok_cfg: TokenizerConfig):

@@ -67,6 +67,7 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
         generation_batches,
         generation_metrics,
         peak_memory_mb,
+        write_eval_predictions,
         write_predictions,
     )
     from experiments.record import RunRecord, write_record
@@ -108,6 +109,7 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
         per_batch["generation_batches"] = rows
 
     write_predictions(run_dir / PREDICTIONS_FILE, items, run.outputs)
+    examples = write_eval_predictions(run_dir, task, items, run.outputs, source)
     record = RunRecord(
         mode="infer", model=cfg.model.name_or_path, backend=inference.path, dataset=cfg.dataset.name,
         model_source=task.ctx.extra.get("model_source", ""), final=final, task=task.name,
@@ -118,7 +120,7 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
                  "num_batches": len(batches), "batch_size": inference.batch_size,
                  "max_batch_tokens": inference.max_batch_tokens, "sort_by_length": inference.sort_by_length,
                  "speed": task.ctx.extra.get("speed", {}), "load_seconds": load_seconds, "tokens": tokens,
-                 "batch_seconds": run.batch_seconds, **per_batch})
+                 "batch_seconds": run.batch_seconds, **per_batch, **examples})
     payload = write_record(run_dir, record)
     log.info("%s: %d items in %.2f s (%.1f items/s) -> %s", task.name, len(items), run.total_seconds,
              final["items_per_second"], run_dir / PREDICTIONS_FILE)

@@ -79,6 +79,19 @@ def write_predictions(path: Path, items: List[Item], outputs: List[Any]) -> None
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def write_eval_predictions(run_dir: Path, task: Task, items: List[Item], outputs: List[Any],
+                           source: str) -> Dict[str, Any]:
+    """eval_predictions.jsonl (the per-example rows of the quality metrics, over the items with a reference)
+    and its entry in metrics.json; nothing when no item has a reference or the task keeps no rows."""
+    from experiments.metrics.examples import RECORD_KEY, ExampleRecords, write_records
+
+    found = task.example_rows(items, outputs) if any(item.reference is not None for item in items) else None
+    if found is None:
+        return {}
+    eval_set = source[len("dataset "):] if source.startswith("dataset ") else source
+    return {RECORD_KEY: write_records(run_dir, ExampleRecords(eval_set, found[0], found[1]))}
+
+
 def final_metrics(num_items: int, tokens: int, batch_seconds: List[float], peak_mb: float,
                   quality: Optional[Dict[str, float]] = None) -> Dict[str, float]:
     """The flat dict of floats under metrics.json "final" (what sweep tables compare)."""

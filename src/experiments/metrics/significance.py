@@ -74,6 +74,72 @@ def bleu(sums: np.ndarray) -> np.ndarray:
     return 100 * np.exp(np.minimum(brevity, 0) + log_mean)
 
 
+def macro_f1(sums: np.ndarray) -> np.ndarray:
+    """``[tp, fp, fn]`` of each class in turn: the mean binary F1 over the classes that occur (as predictions
+    or references), as sklearn's ``average="macro"`` over the labels present."""
+    per_class = sums.reshape(*sums.shape[:-1], -1, 3)
+    tp, fp, fn = per_class[..., 0], per_class[..., 1], per_class[..., 2]
+    present = (tp + fp + fn) > 0
+    f1 = _safe_div(2 * tp, 2 * tp + fp + fn)
+    return _safe_div((f1 * present).sum(axis=-1), present.sum(axis=-1))
+
+
+def matthews_multiclass(sums: np.ndarray) -> np.ndarray:
+    """The confusion matrix flattened (``[reference * C + prediction]`` one-hot per example): Gorodkin's
+    multi-class MCC, as sklearn's ``matthews_corrcoef``."""
+    classes = int(round(np.sqrt(sums.shape[-1])))
+    confusion = sums.reshape(*sums.shape[:-1], classes, classes)
+    true, predicted = confusion.sum(axis=-1), confusion.sum(axis=-2)
+    correct, total = np.trace(confusion, axis1=-2, axis2=-1), confusion.sum(axis=(-2, -1))
+    cov_yp = correct * total - (true * predicted).sum(axis=-1)
+    cov_pp = total ** 2 - (predicted ** 2).sum(axis=-1)
+    cov_yy = total ** 2 - (true ** 2).sum(axis=-1)
+    return _safe_div(cov_yp, np.sqrt(np.clip(cov_pp * cov_yy, 0, None)))
+
+
+def perplexity(sums: np.ndarray) -> np.ndarray:
+    """``[summed token loss, tokens]``: exp of the mean token loss (capped at exp(50), as training reports)."""
+    return np.exp(np.minimum(mean_score(sums), 50.0))
+
+
+def bleu_exp(sums: np.ndarray) -> np.ndarray:
+    """:func:`bleu`'s statistics with sacrebleu's default ``smooth_method="exp"`` (what the ``sacrebleu`` metric
+    reports): an order without a match counts 1 / (2^k total), k the orders without a match so far; 0 when no
+    n-gram matches at all or an order has no n-grams."""
+    matches, totals = sums[..., 0:4], sums[..., 4:8]
+    hyp, ref = sums[..., 8], sums[..., 9]
+    unmatched = np.cumsum((matches == 0) & (totals > 0), axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precisions = np.where(matches > 0, 100 * _safe_div(matches, totals),
+                              _safe_div(np.full_like(totals, 100.0), 2.0 ** unmatched * totals))
+        log_mean = np.log(np.where(precisions > 0, precisions, 1)).mean(axis=-1)
+        brevity = np.where(hyp < ref, np.where(hyp > 0, np.exp(1 - _safe_div(ref, hyp)), 0.0), 1.0)
+    scored = (matches.sum(axis=-1) > 0) & (totals > 0).all(axis=-1)
+    return np.where(scored, brevity * np.exp(log_mean), 0.0)
+
+
+def chrf(sums: np.ndarray, beta: float = 2.0) -> np.ndarray:
+    """``[hyp, ref, match]`` per character (then word) n-gram order (sacrebleu's chrF segment statistics):
+    precision and recall averaged over the orders both sides have, then F-beta, 0-100 (sacrebleu's CHRF with
+    its defaults, ``eps_smoothing=False``)."""
+    per_order = sums.reshape(*sums.shape[:-1], -1, 3)
+    n_hyp, n_ref, n_match = per_order[..., 0], per_order[..., 1], per_order[..., 2]
+    effective = (n_hyp > 0) & (n_ref > 0)
+    orders = effective.sum(axis=-1)
+    precision = _safe_div((_safe_div(n_match, n_hyp) * effective).sum(axis=-1), orders)
+    recall = _safe_div((_safe_div(n_match, n_ref) * effective).sum(axis=-1), orders)
+    factor = beta ** 2
+    return 100 * _safe_div((1 + factor) * precision * recall, factor * precision + recall)
+
+
+#: how each per-example statistic becomes a corpus value (the names eval_predictions.jsonl's records use)
+STATISTICS: Dict[str, FromSums] = {
+    "mean_score": mean_score, "binary_f1": binary_f1, "macro_f1": macro_f1, "matthews": matthews,
+    "matthews_multiclass": matthews_multiclass, "pearson": pearson, "bleu": bleu, "bleu_exp": bleu_exp,
+    "chrf": chrf, "perplexity": perplexity,
+}
+
+
 @dataclass
 class Paired:
     """One metric of two runs on the same examples."""

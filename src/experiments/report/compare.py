@@ -3,7 +3,8 @@ their metrics, side by side (one column per run; ``--rows`` for one row per run)
 in their seed are one configuration: when some configuration has several runs, a second table gives
 each configuration's mean ± 95 % confidence interval (Student's t) over its finished runs, the best
 configuration (on the mean) marked ``*``; a third compares every replicated configuration with the best over
-its seeds (Welch, Holm, the seeds a difference needs: ``experiments.metrics.significance``)."""
+its seeds (Welch, Holm, the seeds a difference needs: ``experiments.metrics.significance``). Two runs with
+per-example records are also compared example by example (``experiments.report.paired``)."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from experiments.errors import ExperimentError
+
+PAIRED_HELP = """Two runs evaluated on the same examples (each with eval_predictions.jsonl: training writes it at
+its final evaluation, mode=infer on a dataset split with references writes it too) are also compared example
+by example: per metric A, B, B - A, its 95 % CI by paired bootstrap (corpus metrics such as BLEU, F1, MCC and
+Pearson recomputed in every resample), a p-value by approximate randomization (McNemar's exact test beside
+it for accuracy) and a verdict: "B is better", "A is better" or "not distinguishable at 95 %". Runs scored
+on different examples are refused. --json prints {"metrics": {NAME: {"a", "b", "difference", "ci95",
+"p_value", "test", "n_examples", "verdict"}}}. See docs/comparing.md."""
 
 
 def collect(paths: List[str]) -> list:
@@ -149,18 +158,76 @@ def _cell(value) -> str:
     return "null" if value is None else str(value)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="compare.py", description=__doc__.split("\n\n")[0])
+def _paired_examples(runs: list, args) -> Optional[tuple]:
+    """Both runs' per-example records when the paired test applies: asked for (``--paired`` / ``--json``), or
+    exactly two runs that both have them. Asked for and impossible: ExperimentError."""
+    from experiments.metrics.examples import RECORD_KEY
+    from experiments.report.paired import load_examples
+
+    asked = args.paired or args.json
+    if not asked and (len(runs) != 2 or not all((r.metrics or {}).get(RECORD_KEY) for r in runs)):
+        return None
+    if len(runs) != 2:
+        raise ExperimentError(f"a paired test compares exactly two runs; found {len(runs)} in "
+                              f"{' '.join(args.paths)}")
+    return load_examples(runs[0]), load_examples(runs[1])
+
+
+def paired_report(runs: list, args) -> Optional[str]:
+    """The paired comparison of two runs example by example (text, or JSON with ``--json``); None when it
+    does not apply."""
+    from experiments.report.paired import compare_examples, paired_payload, paired_text
+
+    examples = _paired_examples(runs, args)
+    if examples is None:
+        return None
+    results, notes = compare_examples(*examples, resamples=args.resamples, seed=args.seed)
+    if args.json:
+        return json.dumps(paired_payload(results, notes, *examples), indent=2)
+    return paired_text(results, notes, *examples, labels(runs), args.resamples, _shown)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="compare.py", description=__doc__.split("\n\n")[0],
+                                     epilog=PAIRED_HELP)
     parser.add_argument("paths", nargs="+", help="run dirs and/or sweep dirs")
     parser.add_argument("--all", action="store_true", help="show every config key, not only those that differ")
     parser.add_argument("--metrics", default=None, help="comma-separated metric names (default: all quality metrics)")
     parser.add_argument("--rows", action="store_true", help="one row per run instead of one column per run")
-    args = parser.parse_args(argv)
+    parser.add_argument("--paired", action="store_true",
+                        help="compare two runs example by example (the default when exactly two runs are given and "
+                             "both have eval_predictions.jsonl); refuse when that is impossible")
+    parser.add_argument("--json", action="store_true",
+                        help="print only the paired comparison of two runs, as JSON (implies --paired)")
+    parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap / randomization resamples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         runs = collect(args.paths)
+        paired = paired_report(runs, args) if args.paired or args.json else None
     except ExperimentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.json:
+        print(paired)
+        return 0
+    print_tables(runs, args)
+    if not args.paired:
+        try:
+            paired = paired_report(runs, args)
+        except ExperimentError as exc:  # not asked for: the tables stand, the reason is one line
+            print(f"\nno paired test: {exc}", file=sys.stderr)
+    if paired:
+        print("\n" + paired)
+    return 0
+
+
+def print_tables(runs: list, args) -> None:
+    """The side-by-side table, the configurations table and the over-seeds verdicts."""
     frame = comparison_table(runs, show_all=args.all, metrics=args.metrics.split(",") if args.metrics else None)
     if args.rows:
         frame = frame.T
@@ -174,7 +241,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("\nagainst the best configuration, over seeds (Welch's test, p-values corrected together by Holm; "
               "'seeds needed': runs per configuration to tell this difference apart at 95 % with 80 % power):")
         print(verdicts.map(_shown).to_string(index=False))
-    return 0
 
 
 if __name__ == "__main__":

@@ -286,8 +286,8 @@ def _template():
 
 def write_report(sweep_dir: Path, summary: Dict[str, Any]) -> Path:
     """Render ``report.html`` for ``summary`` (see :func:`experiments.sweep.summary.build_summary`)."""
+    from experiments.files import atomic_write
     from experiments.report.study_plots import study_figures
-    from experiments.runs import atomic_write
 
     sweep_dir = Path(sweep_dir)
     study, study_notes = study_figures(sweep_dir, _png)

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import ExperimentError
-
-_PARAMS = "hydra.sweeper.params."
+from experiments.sweep.space import PARAMS, choice, parse, search_space
 
 
 def check_sweep_or_exit(overrides: Optional[List[str]], multirun: bool) -> None:
@@ -40,20 +39,20 @@ def check_sweep(overrides: List[str], lock: bool = False) -> None:
 
     for override in overrides:  # Hydra's own settings too (a storage URL with a password, say)
         secrets.check_override(override)
-    parsed = _parse(overrides)
+    parsed = parse(overrides)
     plain = [o for o in parsed if not o.is_hydra_override()]
     fixed = [o.input_line for o in plain if not o.is_sweep_override()]
     for override in parsed:
         if override.is_hydra_override() and override.is_sweep_override():
             _refuse_hydra_sweep(override, fixed)
-        elif override.key_or_group.startswith(_PARAMS) and "." in override.key_or_group[len(_PARAMS):]:
+        elif override.key_or_group.startswith(PARAMS) and "." in override.key_or_group[len(PARAMS):]:
             _refuse_dotted_param(override, override.value(), fixed)
     from experiments.config.validate import compose_full
 
     cfg = compose_full([o.input_line for o in parsed if not o.is_sweep_override()])
-    if _choice(cfg, "hydra/sweeper") not in (None, "basic"):
+    if choice(cfg, "hydra/sweeper") not in (None, "basic"):
         check_search_space(cfg, plain)
-    if _choice(cfg, "hydra/sweeper") == "optuna":
+    if choice(cfg, "hydra/sweeper") == "optuna":
         from experiments.sweep.search import check_search
 
         check_search(cfg, [o.input_line for o in parsed if not o.is_hydra_override()])
@@ -62,25 +61,11 @@ def check_sweep(overrides: List[str], lock: bool = False) -> None:
     check_sweep_dir(cfg)
 
 
-def _parse(overrides: List[str]) -> list:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        return OverridesParser.create().parse_overrides(overrides)
-    except Exception as exc:
-        raise ExperimentError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
-
-
-def _choice(cfg: DictConfig, group: str) -> Optional[str]:
-    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
-    return choices.get(group)
-
-
 # -- the search space --------------------------------------------------------------------------------
 def _refuse_hydra_sweep(override, fixed: List[str]) -> None:
     """Hydra cannot sweep its own settings; ``hydra.sweeper.params.a.b=...`` is the usual way there."""
     key = override.key_or_group
-    if key.startswith(_PARAMS) and "." in key[len(_PARAMS):]:
+    if key.startswith(PARAMS) and "." in key[len(PARAMS):]:
         _refuse_dotted_param(override, override.input_line.split("=", 1)[1], fixed)
     raise ExperimentError(f"'{override.input_line}' sweeps over a Hydra setting, which Hydra cannot do: give "
                           f"{key} one value (quote text that has commas: {key}='a,b')")
@@ -89,39 +74,13 @@ def _refuse_hydra_sweep(override, fixed: List[str]) -> None:
 def _refuse_dotted_param(override, value: Any, fixed: List[str]) -> None:
     """``hydra.sweeper.params.trainer.lr=...`` is read by Hydra as nested keys, never as the search-space
     key ``trainer.lr``: check that key as searched, then say how to change the space instead."""
-    key = override.key_or_group[len(_PARAMS):]
+    key = override.key_or_group[len(PARAMS):]
     spec = f"{key}={value}"
-    entry = _parse([spec])[0]
+    entry = parse([spec])[0]
     _check_entry(key, entry, f"{override.key_or_group} on the command line", fixed)
     raise ExperimentError(f"'{override.key_or_group}' cannot change the search space (Hydra reads the dots "
                           f"as nested keys): give '{spec}' as an override instead (it replaces that key's "
                           "range), or edit hydra.sweeper.params in conf/hparams_search/")
-
-
-def search_space(cfg: DictConfig, plain: list) -> Tuple[Dict[str, Tuple[str, Any]], List[str]]:
-    """({key: (where it is set, parsed override)}, fixed overrides from the config's params), merged as the
-    Optuna sweeper merges them: a command-line sweep replaces a key's range, a plain value fixes the key."""
-    node = OmegaConf.select(cfg, "hydra.sweeper.params", default=None)
-    params = OmegaConf.to_container(node, resolve=False) if node is not None else {}
-    option = _choice(cfg, "hparams_search")
-    where = f"hydra.sweeper.params of conf/hparams_search/{option}.yaml" if option else "hydra.sweeper.params"
-    space: Dict[str, Tuple[str, Any]] = {}
-    fixed: List[str] = []
-    for key, value in (params or {}).items():
-        try:
-            entry = _parse([f"{key}={value}"])[0]
-        except ExperimentError as exc:
-            raise ExperimentError(f"search space entry '{key}: {value}' in {where}: {exc}") from None
-        if entry.is_sweep_override():
-            space[entry.get_key_element()] = (where, entry)
-        else:
-            fixed.append(entry.input_line)
-    for entry in plain:
-        if entry.is_sweep_override():
-            space[entry.get_key_element()] = ("the command line", entry)
-        else:
-            space.pop(entry.get_key_element(), None)
-    return space, fixed
 
 
 def check_search_space(cfg: DictConfig, plain: list) -> None:
@@ -205,7 +164,7 @@ def check_sweep_dir(cfg: DictConfig) -> None:
     if found is None or OmegaConf.select(cfg, "hydra.launcher.resume", default=False):
         return
     if OmegaConf.select(cfg, "hydra.launcher.resume", default=None) is None:
-        hint = f"choose a new hydra.sweep.dir (hydra/launcher={_choice(cfg, 'hydra/launcher')} cannot resume)"
+        hint = f"choose a new hydra.sweep.dir (hydra/launcher={choice(cfg, 'hydra/launcher')} cannot resume)"
     else:
         hint = "add hydra.launcher.resume=true to continue it, or choose a new hydra.sweep.dir"
     raise ExperimentError(f"hydra.sweep.dir={raw} already holds a sweep ({found}); {hint}")

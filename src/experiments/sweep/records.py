@@ -107,7 +107,7 @@ def relative_run_dir(run_dir: Path, sweep_dir: Path) -> str:
 
 
 def write(run_dir: Path, record: Dict[str, Any]) -> Path:
-    from experiments.runs import write_json
+    from experiments.files import write_json
 
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     path = Path(run_dir) / RECORD_FILE

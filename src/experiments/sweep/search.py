@@ -150,9 +150,9 @@ def check(s: Settings) -> None:
 def space_of(config: DictConfig, arguments: Sequence[str]) -> Tuple[Dict[str, Any], List[str]]:
     """({key: Optuna distribution}, fixed overrides) from ``hydra.sweeper.params`` and the command line
     (a command-line sweep replaces a key's range, a plain value fixes it)."""
-    from experiments.sweep.preflight import _parse, search_space
+    from experiments.sweep.space import parse, search_space
 
-    plain = [o for o in _parse(list(arguments)) if not o.is_hydra_override()]
+    plain = [o for o in parse(list(arguments)) if not o.is_hydra_override()]
     space, config_fixed = search_space(config, plain)
     fixed = config_fixed + [o.input_line for o in plain if not o.is_sweep_override()]
     return {key: distribution(key, entry) for key, (_, entry) in space.items()}, fixed
@@ -276,7 +276,7 @@ def open_study(s: Settings, sweep_dir: Path, dists: Dict[str, Any]):
     if found != s.directions:
         raise ExperimentError(f"study '{name}' in {described} optimises {found}, not {s.directions}: choose "
                               "another hydra.sweeper.study_name or the study's directions")
-    from experiments.runs import write_json
+    from experiments.files import write_json
 
     write_json(Path(sweep_dir) / STUDY_FILE, {
         "study_name": name, "storage": described, "objectives": s.objectives, "directions": s.directions,

@@ -272,7 +272,7 @@ def write_summary(summary: Dict[str, Any], sweep_dir: Path) -> Tuple[Path, Path]
     """``sweep_summary.json`` (everything) and ``sweep_summary.csv`` (one row per job)."""
     import io
 
-    from experiments.runs import atomic_write, write_json
+    from experiments.files import atomic_write, write_json
 
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from experiments.config.schema import ExperimentConfig, TaskConfig
 from experiments.errors import DataError
@@ -171,6 +171,17 @@ class Task:
         """A reference in the form :meth:`quality` compares with (e.g. a label id -> its name)."""
         return reference
 
+    def example_rows(self, items: List[Item], outputs: List[Any]) -> Optional[Tuple[Dict[str, Any], Iterator]]:
+        """Per-example rows of :meth:`quality` over the items with a reference (``eval_predictions.jsonl``,
+        :mod:`experiments.metrics.examples`): ({metric: how it is recomputed}, rows), or None when the task
+        keeps none."""
+        return None
+
+    def scored(self, items: List[Item], outputs: List[Any]) -> List[Tuple[Item, Any, Any]]:
+        """(item, output, prepared reference) of the items with a reference."""
+        pairs = [(item, output, self.prepare_reference(item.reference)) for item, output in zip(items, outputs)]
+        return [(item, output, reference) for item, output, reference in pairs if reference is not None]
+
 
 def text_field(record: Dict[str, Any], column: Optional[str] = None, keys=TEXT_KEYS) -> Any:
     """The text of a row: ``column`` when given, else the first of the usual column names."""
@@ -263,6 +274,12 @@ class TrainingTask:
         """Metrics of the task's inference code on the eval items (main process only); none by default."""
         return {}
 
+    def eval_records(self, columns: Dict[str, Any], scores: Dict[str, float], data, cfg):
+        """The per-example rows of the evaluation that gave ``scores`` (its gathered ``columns``, and what
+        :meth:`inference_metrics` generated): an :class:`~experiments.metrics.examples.ExampleRecords`, or
+        None when the task keeps none. Main process only."""
+        return None
+
     def run_inference(self, model, tokenizer, cfg, items: List[Item]) -> List[Any]:
         """This task's ``manual`` inference path on ``items`` with the model being trained, in batches of
         ``trainer.per_device_eval_batch_size`` (a copy of the tokenizer: inference may pad on the left)."""
@@ -313,8 +330,18 @@ class TokenLossTraining(TrainingTask):
         loss = float(rows["loss_sum"].sum()) / tokens if tokens else float("nan")
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)) if math.isfinite(loss) else float("nan")}
 
+    def eval_records(self, columns, scores, data, cfg):
+        """One row per eval example (a text block, or a prompt -> target pair): its summed token loss and
+        token count, from which the mean token loss and the perplexity are recomputed."""
+        from experiments.metrics.examples import TOKEN_LOSS_METRICS, ExampleRecords, eval_set_name
 
-def trainable_tasks() -> List[str]:
-    from experiments.tasks.registry import TASKS
+        return ExampleRecords(eval_set_name(cfg.dataset), dict(TOKEN_LOSS_METRICS), self.token_loss_rows(columns, data),
+                              prefix="eval_")
 
-    return sorted(name for name, cls in TASKS.items() if cls.trains)
+    def token_loss_rows(self, columns, data) -> Iterator[Dict[str, Any]]:
+        from experiments.metrics.examples import token_loss_stats
+
+        ids = [item.id for item in getattr(data, "eval_items", [])]
+        for number, (loss_sum, tokens) in enumerate(zip(columns["loss_sum"].tolist(), columns["tokens"].tolist())):
+            yield {"id": ids[number] if number < len(ids) else str(number), "prediction": None, "reference": None,
+                   "stats": token_loss_stats(loss_sum, tokens)}

@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional
 
 from experiments.errors import DataError
 from experiments.tasks.base import Task, TrainingTask, short, text_field
-from experiments.tasks.labels import classification_quality
+from experiments.tasks.labels import classification_quality, label_name_rows
 
 
 def scores_function(config) -> str:
@@ -78,6 +78,9 @@ class TextClassification(TrainingTask, Task):
     def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
         return classification_quality([self.top_label(o) for o in outputs], references, self.label_names)
 
+    def example_rows(self, items, outputs):
+        """Rows of :meth:`quality`: labels compared as it compares them (normalised names); ``f1`` is macro."""
+        return label_name_rows(self.scored(items, outputs), lambda output: self.top_label(output), self.label_names)
 
     # --- training ------------------------------------------------------------------------------------
     def training_data(self, raw, tokenizer, cfg):
@@ -125,6 +128,23 @@ class TextClassification(TrainingTask, Task):
     def eval_metrics(self, rows, compute):
         scores = compute(rows["prediction"].tolist(), rows["label"].tolist())
         return {**{k: float(v) for k, v in scores.items()}, "loss": float(rows["loss"].float().mean())}
+
+    def eval_records(self, columns, scores, data, cfg):
+        """One row per eval example: label ids (shown as names) or scores, and each metric's statistics."""
+        from experiments.metrics.examples import ExampleRecords, eval_set_name, label_metrics, label_rows
+
+        names = [name for name in scores if name != "loss"] + (["loss"] if "loss" in columns else [])
+        metrics, skipped = label_metrics(names, list(range(data.num_labels)), data.is_regression)
+        predictions, labels = columns["prediction"].tolist(), columns["label"].tolist()
+        ids = data.eval_ids or [str(number) for number in range(len(labels))]
+        label_names = data.label_names
+
+        def shown(value):
+            return label_names[value] if label_names and isinstance(value, int) else value
+
+        losses = columns["loss"].float().tolist() if "loss" in columns else None
+        return ExampleRecords(eval_set_name(cfg.dataset), metrics,
+                              label_rows(ids, predictions, labels, metrics, losses, shown), skipped, prefix="eval_")
 
 
 class SentimentAnalysis(TextClassification):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from experiments.errors import ExperimentError
 from experiments.tasks.base import Context, Item, Task, TokenLossTraining, TrainingData, text_field
@@ -207,9 +207,38 @@ class GenerationTraining(TokenLossTraining):
     def inference_metrics(self, model, tokenizer, cfg, data) -> Dict[str, float]:
         limit = cfg.trainer.eval_generate_samples
         items = data.eval_items[:limit] if limit else data.eval_items
+        self.generated = (items, self.run_inference(model, tokenizer, cfg, items) if items else [])
         if not items:
             return {}
-        return self.quality_of(self.run_inference(model, tokenizer, cfg, items), items)
+        return self.quality_of(self.generated[1], items)
+
+    def eval_records(self, columns, scores, data, cfg):
+        """The token-loss rows, with the generated text, the reference and its BLEU / chrF or ROUGE
+        statistics on the examples generated for (``trainer.eval_generate_samples``)."""
+        records = super().eval_records(columns, scores, data, cfg)
+        found = self.example_rows(*getattr(self, "generated", ([], [])))
+        if found is None:
+            return records
+        records.metrics.update(found[0])
+        generated = {row["id"]: row for row in found[1]}
+        records.rows = (_with_generation(row, generated.get(row["id"])) for row in records.rows)
+        return records
+
+
+def _with_generation(row: Dict[str, Any], generated: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    if generated is None:
+        return row
+    return {**row, "prediction": generated["prediction"], "reference": generated["reference"],
+            "stats": {**row["stats"], **generated["stats"]}}
+
+
+def text_rows(scored, output_text, stats) -> Iterator[Dict[str, Any]]:
+    """Rows of generated texts against their references, ``stats(predictions, references)`` per example."""
+    predictions = [output_text(output) or "" for _, output, _ in scored]
+    references = [str(reference) for _, _, reference in scored]
+    for (item, _, _), prediction, reference, row_stats in zip(scored, predictions, references,
+                                                               stats(predictions, references)):
+        yield {"id": item.id, "prediction": prediction, "reference": reference, "stats": row_stats}
 
 
 class _ConfigOnly:
@@ -353,7 +382,9 @@ class Seq2SeqTask(GenerationTraining, Generation):
                                          max_source_length=max_source, max_target_length=cfg.task.max_new_tokens,
                                          num_proc=cfg.dataset.num_proc, desc=f"seq2seq {cfg.dataset.name} {name}")
                         for name, split in (("train", train), ("eval", evaluation))]
-        items = [Item(str(i), row[source], row[target]) for i, row in enumerate(evaluation)]
+        from experiments.data.prepare import example_ids
+
+        items = [Item(example, row[source], row[target]) for example, row in zip(example_ids(evaluation), evaluation)]
         return TrainingData(features[0], features[1], items)
 
     def manual(self, batch: List[Any]) -> List[Any]:
@@ -372,6 +403,17 @@ class Summarization(Seq2SeqTask):
             return {}
         scores = metrics.load("rouge").compute(predictions=[p for p, _ in pairs], references=[r for _, r in pairs])
         return {key: float(value) for key, value in scores.items()}
+
+    def example_rows(self, items, outputs):
+        """Each summary's ROUGE F-measures (what :meth:`quality` averages)."""
+        from experiments.metrics.examples import rouge_stats, spec
+        from experiments.metrics.rouge.rouge import DEFAULT_ROUGE_TYPES
+
+        scored = self.scored(items, outputs)
+        if not scored:
+            return None
+        return ({name: spec("mean_score") for name in DEFAULT_ROUGE_TYPES},
+                text_rows(scored, self.output_text, lambda p, r: rouge_stats(p, r, DEFAULT_ROUGE_TYPES)))
 
 
 class Translation(Seq2SeqTask):
@@ -411,3 +453,12 @@ class Translation(Seq2SeqTask):
         bleu = metrics.load("sacrebleu").compute(predictions=predictions, references=refs)["score"]
         chrf = metrics.load("chrf").compute(predictions=predictions, references=refs)["score"]
         return {"bleu": float(bleu), "chrf": float(chrf)}
+
+    def example_rows(self, items, outputs):
+        """Each translation's sacrebleu statistics of BLEU and chrF (corpus scores recomputed from their sums)."""
+        from experiments.metrics.examples import TRANSLATION_METRICS, translation_stats
+
+        scored = self.scored(items, outputs)
+        if not scored:
+            return None
+        return dict(TRANSLATION_METRICS), text_rows(scored, self.output_text, translation_stats)

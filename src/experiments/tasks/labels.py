@@ -34,3 +34,16 @@ def classification_quality(predicted: List[str], references: List[Any],
     accuracy = metrics.load("accuracy").compute(predictions=preds, references=refs)["accuracy"]
     f1 = metrics.load("f1").compute(predictions=preds, references=refs, average="macro")["f1"]
     return {"accuracy": float(accuracy), "f1": float(f1)}
+
+
+def label_name_rows(scored, top_label, names):
+    """({accuracy, f1 (macro)}, rows) of inference labels against references, both normalised as
+    :func:`classification_quality` compares them (the classes: those that occur)."""
+    from experiments.metrics.examples import label_rows, spec
+
+    if not scored:
+        return None
+    predicted = [normalise(top_label(output), names) for _, output, _ in scored]
+    references = [normalise(reference, names) for _, _, reference in scored]
+    metrics = {"accuracy": spec("mean_score"), "f1": spec("macro_f1", classes=sorted(set(predicted) | set(references)))}
+    return metrics, label_rows([item.id for item, _, _ in scored], predicted, references, metrics)

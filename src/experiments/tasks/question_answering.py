@@ -144,6 +144,22 @@ class QuestionAnswering(TrainingTask, Task):
         scores = metrics.load("squad").compute(predictions=predictions, references=refs)
         return {"exact_match": float(scores["exact_match"]), "f1": float(scores["f1"])}
 
+    def example_rows(self, items, outputs):
+        """SQuAD exact match and F1 of each question (best over its gold answers), 0-100 as :meth:`quality`."""
+        from experiments.metrics.examples import SQUAD_METRICS, squad_stats
+
+        scored = self.scored(items, outputs)
+        if not scored:
+            return None
+
+        def rows():
+            for item, output, reference in scored:
+                answer = (output[0] if isinstance(output, list) else output)["answer"]
+                yield {"id": item.id, "prediction": answer, "reference": reference,
+                       "stats": squad_stats(answer, reference["text"])}
+
+        return dict(SQUAD_METRICS), rows()
+
     # --- training ------------------------------------------------------------------------------------
     def training_data(self, raw, tokenizer, cfg) -> TrainingData:
         """Windows with answer start/end tokens (experiments.data.qa); the eval rows also as inference items,
@@ -178,4 +194,17 @@ class QuestionAnswering(TrainingTask, Task):
 
     def inference_metrics(self, model, tokenizer, cfg, data) -> Dict[str, float]:
         items = [Item(i.id, self.check_input(i.input), i.reference) for i in data.eval_items]
-        return self.quality_of(self.run_inference(model, tokenizer, cfg, items), items)
+        outputs = self.run_inference(model, tokenizer, cfg, items)
+        self.answered = (items, outputs)  # for eval_records
+        return self.quality_of(outputs, items)
+
+    def eval_records(self, columns, scores, data, cfg):
+        """One row per question: the decoded answer, the gold answers, exact match and F1 (the loss is per
+        window of a context, not per question: left out)."""
+        from experiments.metrics.examples import ExampleRecords, eval_set_name
+
+        found = self.example_rows(*getattr(self, "answered", ([], [])))
+        if found is None:
+            return None
+        return ExampleRecords(eval_set_name(cfg.dataset), found[0], found[1], prefix="eval_",
+                              not_recomputed={"loss": "per window of a context, not per question"})

@@ -1,7 +1,7 @@
 """Task names -> task classes (``sentiment-analysis`` is an alias of ``text-classification``)."""
 from __future__ import annotations
 
-from typing import Dict, Type
+from typing import Dict, List, Type
 
 from experiments.errors import ExperimentError
 from experiments.tasks.base import Task
@@ -24,3 +24,8 @@ def task_class(name: str) -> Type[Task]:
         return TASKS[name]
     except KeyError:
         raise ExperimentError(f"unknown task '{name}' (choose from: {', '.join(sorted(TASKS))})") from None
+
+
+def trainable_tasks() -> List[str]:
+    """Names of the tasks that train (``mode=train``), sorted."""
+    return sorted(name for name, cls in TASKS.items() if cls.trains)

@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional
 from experiments.errors import ExperimentError
 from experiments.tasks.base import Task
 from experiments.tasks.features import FeatureExtraction, pool
-from experiments.tasks.labels import classification_quality
+from experiments.tasks.labels import classification_quality, label_name_rows
 
 
 def entailment_id(config) -> int:
@@ -111,3 +111,6 @@ class ZeroShotClassification(Task):
 
     def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
         return classification_quality([o["labels"][0] for o in outputs], references, self.label_names)
+
+    def example_rows(self, items, outputs):
+        return label_name_rows(self.scored(items, outputs), lambda output: output["labels"][0], self.label_names)

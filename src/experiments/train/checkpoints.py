@@ -103,7 +103,7 @@ def _write_state(accelerator, directory: Path, state: Dict[str, Any], writer: bo
     denied) removes this unfinished checkpoint, to free its space, and raises WriteFailed: the earlier
     checkpoints stay, and the run resumes from the newest of them."""
     from experiments.errors import reason_of
-    from experiments.runs import atomic_write
+    from experiments.files import atomic_write
 
     try:
         accelerator.save_state(str(directory))
@@ -129,6 +129,10 @@ def find(resume: Optional[str], run_dir: Path) -> Optional[Path]:
             if why is None:
                 return candidate
             log.warning("skipping %s: %s", candidate, why)
+        if nothing_to_continue(run_dir):
+            log.warning("%s holds no complete checkpoint and no result yet (the run was stopped before its first "
+                        "checkpoint): it starts again from step 0", run_dir)
+            return None
         raise ExperimentError(f"trainer.resume=true but {run_dir}/checkpoints holds no complete checkpoint; "
                               f"rerun in the same directory (hydra.run.dir=<run dir>) or pass a checkpoint path")
     path = Path(resume).expanduser()
@@ -141,6 +145,18 @@ def find(resume: Optional[str], run_dir: Path) -> Optional[Path]:
     if not found:
         raise ExperimentError(f"trainer.resume: no complete checkpoint at '{resume}'")
     return found[-1]
+
+
+def nothing_to_continue(run_dir: Path) -> bool:
+    """A run stopped before its first whole checkpoint that holds no result (no ``best/``, ``last/`` or final
+    metrics): a resume in place starts it again from step 0 in its own folder, the same experiment from its
+    beginning, instead of asking the user to delete it. Its trackers drop what the stopped attempt logged."""
+    from experiments.runs import read_metrics
+
+    run_dir = Path(run_dir)
+    if (run_dir / "best").exists() or (run_dir / "last").exists():
+        return False
+    return not read_metrics(run_dir).get("final")
 
 
 def load_state(path: Path) -> Dict[str, Any]:

@@ -36,8 +36,7 @@ class Experiment:
 
 def training_task(cfg):
     """The task object ``cfg.task.name`` names, if it trains (else one line naming those that do)."""
-    from experiments.tasks.base import trainable_tasks
-    from experiments.tasks.registry import task_class
+    from experiments.tasks.registry import task_class, trainable_tasks
 
     task = task_class(cfg.task.name)(cfg.task)
     if not task.trains:

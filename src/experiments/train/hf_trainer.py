@@ -161,11 +161,13 @@ def _resume_checkpoint(t, output_dir: str) -> Optional[str]:
     """``trainer.resume``: this run's newest ``checkpoint-N`` (true/latest) or the given path."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from experiments.train.checkpoints import resume_in_place, resume_requested
+    from experiments.train.checkpoints import nothing_to_continue, resume_in_place, resume_requested
 
     if not resume_requested(t.resume):
         return None
     resume = get_last_checkpoint(output_dir) if resume_in_place(t.resume) else t.resume
+    if not resume and resume_in_place(t.resume) and nothing_to_continue(Path(output_dir).parent):
+        return None  # stopped before its first checkpoint: it starts again from step 0
     if not resume:
         raise ExperimentError(f"trainer.resume: no checkpoint in {output_dir}")
     return resume
@@ -176,9 +178,11 @@ def _start_tracking(cfg, run_dir: Path, name: str, resume: Optional[str]):
 
     from experiments.secrets import scrub
     from experiments.tracking import Tracking, build_trackers
+    from experiments.train.checkpoints import resume_requested
 
     config = scrub(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True))
-    resume_step = int(Path(resume).name.rsplit("-", 1)[-1]) if resume else None
+    restart = -1 if resume_requested(cfg.trainer.resume) else None  # starting again from step 0: drop every row
+    resume_step = int(Path(resume).name.rsplit("-", 1)[-1]) if resume else restart
     return Tracking(build_trackers(cfg.logger, run_dir, name, cfg.tags + [cfg.model.name, cfg.dataset.name],
                                    resume_step=resume_step), config)
 
@@ -199,32 +203,54 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
     name = run_name(cfg, hydra_overrides())
     mirror = _mirror_callback()(cfg, perplexity=exp.compute_metrics is None)
     mirror.run_dir = run_dir
+    last_eval: Dict[str, Any] = {}
     trainer = Trainer(model=model, args=args, train_dataset=exp.data.train, eval_dataset=exp.data.eval,
                       data_collator=exp.collator, processing_class=exp.tokenizer,
-                      compute_metrics=_metric_function(exp) if exp.compute_metrics else None, callbacks=[mirror])
+                      compute_metrics=_metric_function(exp, last_eval) if exp.compute_metrics else None,
+                      callbacks=[mirror])
     resume = _resume_checkpoint(t, args.output_dir)
     if args.process_index == 0:
         mirror.tracking = _start_tracking(cfg, run_dir, name, resume)
     try:
         tic = time.perf_counter()
         result = _train(trainer, resume, run_dir)
-        return _finish(cfg, run_dir, trainer, exp, mirror, result, time.perf_counter() - tic, name, resume)
+        return _finish(cfg, run_dir, trainer, exp, mirror, result, time.perf_counter() - tic, name, resume,
+                       last_eval)
     finally:
         if mirror.tracking is not None:
             mirror.tracking.finish()
         reset_accelerate_state()
 
 
-def _metric_function(exp):
+def _metric_function(exp, last: Dict[str, Any]):
+    """The Trainer's ``compute_metrics``; ``last`` keeps the latest evaluation's per-example predictions,
+    labels and scores (the run's eval_predictions.jsonl)."""
     def compute_metrics(eval_pred) -> Dict[str, float]:
         import torch
 
         logits, labels = eval_pred.predictions, eval_pred.label_ids
         logits = torch.as_tensor(logits[0] if isinstance(logits, tuple) else logits).float()
-        preds, _ = exp.task.eval_outputs(logits, torch.as_tensor(labels), exp.data)  # the same post-processing
-        return exp.compute_metrics(preds.tolist(), labels.tolist())
+        labels = torch.as_tensor(labels)
+        preds, _ = exp.task.eval_outputs(logits, labels, exp.data)  # the same post-processing
+        scores = exp.compute_metrics(preds.tolist(), labels.tolist())
+        last.update(columns={"prediction": preds, "label": labels}, scores=scores)
+        return scores
 
     return compute_metrics
+
+
+def _eval_predictions(cfg, run_dir: Path, exp, last: Dict[str, Any]) -> Dict[str, Any]:
+    """eval_predictions.jsonl of the final evaluation (main process), and its entry in metrics.json. The
+    Trainer's eval_loss is a mean of batch means, so the loss is not among the rows' metrics."""
+    from experiments.metrics.examples import RECORD_KEY, write_records
+
+    if not last:
+        return {}
+    records = exp.task.eval_records(last["columns"], last["scores"], exp.data, cfg)
+    if records is None:
+        return {}
+    records.not_recomputed["loss"] = "the Trainer's eval_loss is a mean of per-batch means"
+    return {RECORD_KEY: write_records(run_dir, records)}
 
 
 def _train(trainer, resume: Optional[str], run_dir: Path):
@@ -246,7 +272,7 @@ def _train(trainer, resume: Optional[str], run_dir: Path):
 
 
 def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name: str,
-            resume: Optional[str]) -> Dict[str, Any]:
+            resume: Optional[str], last_eval: Dict[str, Any]) -> Dict[str, Any]:
     """Final evaluation, ``last/``, and the same run record our loop writes."""
     from experiments import adapters
     from experiments.record import RunRecord, to_payload, write_record
@@ -290,10 +316,11 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
     if not trainer.is_world_process_zero():
         return to_payload(record)
     if t.save_model and (mirror.stopped or {}).get("reason") != "pruned":  # a pruned trial's weights: not kept
-        from experiments.runs import replace_dir
+        from experiments.files import replace_dir
 
         replace_dir(run_dir / "last", lambda tmp: adapters.save(trainer.model, exp.tokenizer, tmp, cfg.peft, cfg.model))
     plot_learning_curve(history, train_log, run_dir / "learning_curve.png", title=name)
+    record.details.update(_eval_predictions(cfg, run_dir, exp, last_eval))
     if mirror.tracking is not None:
         mirror.tracking.mark_stopped(record.stopped)
     return write_record(run_dir, record)

@@ -92,10 +92,12 @@ def _dataloaders(exp, cfg):
     return train, evaluation
 
 
-def evaluate(model, dataloader, accelerator, exp, cfg, limit: Optional[int] = None) -> Dict[str, float]:
+def evaluate(model, dataloader, accelerator, exp, cfg, limit: Optional[int] = None,
+             keep: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
     """Loss and task metrics over the whole eval split, gathered from every process (no duplicates), plus
     the task's inference-code metrics (span decoding, generation) run on the main process (under FSDP on
-    every process: a forward pass needs every process's shards), rank 0's result taken by all."""
+    every process: a forward pass needs every process's shards), rank 0's result taken by all. ``keep``
+    receives the gathered per-example ``columns`` and the task's ``scores`` (the run's eval_predictions.jsonl)."""
     import torch
     from accelerate.utils import broadcast_object_list
 
@@ -113,6 +115,8 @@ def evaluate(model, dataloader, accelerator, exp, cfg, limit: Optional[int] = No
     model.train()
     columns = {key: torch.cat(values) for key, values in rows.items()}
     scores = exp.task.eval_metrics(columns, exp.compute_metrics)
+    if keep is not None:
+        keep.update(columns=columns, scores=scores)
     extra = [None]
     if accelerator.is_main_process or sharding.is_sharded(accelerator):
         with accelerator.autocast():  # the precision the eval forward passes ran in
@@ -159,6 +163,8 @@ class Recipe:
         self._tic = 0.0
         self._running_loss, self._running_batches = 0.0, 0
         self._checked_step = 0  # the step up to which the train loss is known to be finite
+        self._last_eval: Dict[str, Any] = {}  # the latest evaluation's per-example columns and scores
+        self.eval_predictions: Dict[str, Any] = {}  # metrics.json's record of eval_predictions.jsonl
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -237,7 +243,8 @@ class Recipe:
             return
         config = scrub(OmegaConf.to_container(OmegaConf.structured(self.cfg), resolve=True))
         tags = self.cfg.tags + [self.cfg.model.name, self.cfg.dataset.name]
-        resume_step = self.state["global_step"] if self.resume_from else None
+        resume_step = self.state["global_step"] if self.resume_from else (  # -1: starting again, drop every row
+            -1 if checkpoints.resume_requested(self.t.resume) else None)
         self.tracking = Tracking(build_trackers(self.cfg.logger, self.run_dir, self.name, tags,
                                                 resume_step=resume_step), config)
 
@@ -357,7 +364,9 @@ class Recipe:
     def evaluate(self) -> Dict[str, float]:
         """Evaluate, record, and save ``best/`` when the best metric improved (never on non-finite values)."""
         state, cfg = self.state, self.cfg
-        results = evaluate(self.model, self.eval_dl, self.accelerator, self.exp, cfg, self.t.limit_eval_batches)
+        self._last_eval = {}
+        results = evaluate(self.model, self.eval_dl, self.accelerator, self.exp, cfg, self.t.limit_eval_batches,
+                           keep=self._last_eval)
         state["history"].append({"step": state["global_step"],
                                  "epoch": round(state["global_step"] / self.steps_per_epoch, 4), **results})
         self._log(results, state["global_step"])
@@ -387,7 +396,7 @@ class Recipe:
         model = sharding.full_model(self.accelerator, self.model, self.exp.task.train_auto_class,
                                     self.cfg.model.trust_remote_code)
         if self.accelerator.is_main_process:
-            from experiments.runs import replace_dir
+            from experiments.files import replace_dir
 
             replace_dir(self.run_dir / name,
                         lambda tmp: adapters.save(model, self.exp.tokenizer, tmp, self.cfg.peft, self.cfg.model))
@@ -435,7 +444,7 @@ class Recipe:
             distributed_type=str(accelerator.distributed_type).split(".")[-1], task=self.cfg.task.name,
             stopped=state.get("stopped") or ({"reason": "completed", "step": state["global_step"]} if final else None),
             peft=self.cfg.peft.name, **self.param_counts, environment=environment(accelerator.num_processes),
-            details={"speed": self.speed})
+            details={"speed": self.speed, **self.eval_predictions})
         if accelerator.is_main_process:
             return write_record(self.run_dir, record)
         return to_payload(record)
@@ -460,6 +469,7 @@ class Recipe:
                  "global_step": state["global_step"], "epochs": state["epoch"]}
         self._log({k: v for k, v in final.items()  # train_loss of this step is logged already
                    if k.startswith("train_") and k != "train_loss" and v is not None}, state["global_step"])
+        self.write_eval_predictions()
         payload = self.save_metrics(final)
         if self.tracking is not None:
             self.tracking.mark_stopped(payload.get("stopped"))
@@ -467,6 +477,18 @@ class Recipe:
             plot_learning_curve(state["history"], state["train_log"], self.run_dir / "learning_curve.png",
                                 title=self.name)
         return payload
+
+    def write_eval_predictions(self) -> None:
+        """The final evaluation's per-example rows (eval_predictions.jsonl; main process), recorded in
+        metrics.json. None when this process did not run that evaluation (a resume right after it)."""
+        from experiments.metrics.examples import RECORD_KEY, write_records
+
+        last = self._last_eval
+        if not self.accelerator.is_main_process or not last:
+            return
+        records = self.exp.task.eval_records(last["columns"], last["scores"], self.exp.data, self.cfg)
+        if records is not None:
+            self.eval_predictions = {RECORD_KEY: write_records(self.run_dir, records)}
 
     def close(self) -> None:
         """Always: close the progress bar (so an error line is the last on the console), finish trackers,
