@@ -64,8 +64,18 @@ class DataFile:
         return path
 
 
+class _Missing:
+    """A cell left out: no key in a JSON record, an empty CSV cell."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
+
+
 def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
+    return "" if value is None or value is MISSING else str(value)
 
 
 def _render(spec: DataFile) -> str:
@@ -77,7 +87,7 @@ def _render(spec: DataFile) -> str:
         writer.writerows([[_cell(v) for v in row] for row in spec.rows])
         return out.getvalue() + (spec.broken + spec.newline if spec.broken else "")
     names = spec.header or ["text", "label"]
-    records = [{k: _json_value(v) for k, v in zip(names, row)} for row in spec.rows]
+    records = [{k: _json_value(v) for k, v in zip(names, row) if v is not MISSING} for row in spec.rows]
     if spec.format == "json":
         return json.dumps(records, ensure_ascii=False) + (spec.broken or "")
     lines = [json.dumps(r, ensure_ascii=False) for r in records] + ([spec.broken] if spec.broken else [])

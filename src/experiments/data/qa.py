@@ -21,18 +21,69 @@ def _shorten(value: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _row_problem(context: str, answers: Dict) -> Optional[str]:
-    """Why a row cannot be trained on (no answer, or the first answer is not where it says), or None."""
-    texts, starts = list(answers.get("text") or []), list(answers.get("answer_start") or [])
+def _offset(value) -> Optional[int]:
+    """A character offset: an int, a whole float (JSON readers may widen a column of ints) or a string of
+    digits; None for anything else (a bool, a fraction, null, other text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    return None
+
+
+def _not_text(column: str, value) -> Optional[str]:
+    if not isinstance(value, str):
+        return f"column '{column}' holds {_shorten(value)} ({type(value).__name__}), not text"
+    if not value.strip():
+        return f"column '{column}' is blank; give the {column}'s words"
+    return None
+
+
+def _answers_problem(answers) -> Optional[str]:
+    """Why ``answers`` is not SQuAD's {"text": [...], "answer_start": [...]} with one offset per text, or None."""
+    shape = 'answers are {"text": [...], "answer_start": [...]}'
+    if answers is None:
+        return None
+    if not isinstance(answers, dict):
+        where = " (a CSV cell is always text: give QA rows as JSON lines, dataset=json)" if isinstance(answers, str) \
+            else ""
+        return f"column 'answers' holds {_shorten(answers)} ({type(answers).__name__}); {shape}{where}"
+    texts, starts = answers.get("text"), answers.get("answer_start")
+    for key, value in (("text", texts), ("answer_start", starts)):
+        if value is not None and not isinstance(value, (list, tuple)):
+            return f"answers.{key} is {_shorten(value)}, not a list; {shape}"
+    texts, starts = list(texts or []), list(starts or [])
+    if len(texts) != len(starts):
+        return (f"answers has {len(texts)} text(s) but {len(starts)} answer_start(s); give one character offset "
+                f"per answer text")
+    for text, start in zip(texts, starts):
+        if not isinstance(text, str):
+            return f"answers.text holds {_shorten(text)} ({type(text).__name__}), not text"
+        if _offset(start) is None:
+            return f"answers.answer_start holds {_shorten(start)}, not a whole number of characters"
+    return None
+
+
+def _row_problem(qid, question, context, answers) -> Optional[str]:
+    """Why a row cannot be trained on, or None: no usable id, question or context; ``answers`` not in SQuAD's
+    shape; no answer (SQuAD v2's unanswerable rows); or the first answer not at its ``answer_start``."""
+    if isinstance(qid, bool) or not isinstance(qid, (str, int)) or not str(qid).strip():
+        return f"column 'id' holds {_shorten(qid)}; give each question an id (text or a whole number)"
+    problem = _not_text("question", question) or _not_text("context", context) or _answers_problem(answers)
+    if problem:
+        return problem
+    texts, starts = list((answers or {}).get("text") or []), list((answers or {}).get("answer_start") or [])
     if not texts:
         return ("no answer; extractive QA training needs an answer per row "
                 "(drop unanswerable rows, e.g. SQuAD v2's)")
-    if not starts:
-        return f"answer {_shorten(texts[0])} has no answer_start; give its character offset in the context"
-    text, start = texts[0], int(starts[0])
+    text, start = texts[0], _offset(starts[0])
     if not text.strip():
         return "the first answer's text is blank; give the answer's words"
-    found = context[start:start + len(text)] if start >= 0 else ""
+    found = context[start:start + len(text)] if 0 <= start <= len(context) else ""
     if found != text:
         return (f"answer {_shorten(text)} is not at answer_start {start} of the context (found {_shorten(found)}); "
                 f"fix answer_start or the answer text")
@@ -40,16 +91,23 @@ def _row_problem(context: str, answers: Dict) -> Optional[str]:
 
 
 def check_qa_rows(split, split_name: str) -> None:
-    """Every row has an answer and its first answer's text is at its ``answer_start``; else one-line DataError."""
+    """Every row has an id no other row of the split has, a question, a context and an answer, and its first
+    answer's text is at its ``answer_start``; else one-line DataError naming the split, row and id."""
     missing = [c for c in QA_COLUMNS if c not in split.column_names]
     if missing:
         raise DataError(f"split '{split_name}' has no column(s) {missing} (columns: {', '.join(split.column_names)}); "
                         f"extractive QA needs {', '.join(QA_COLUMNS)}")
-    rows = zip(split["id"], split["context"], split["answers"])
-    for row, (qid, context, answers) in enumerate(rows):
-        problem = _row_problem(context, answers or {})
+    seen: Dict = {}
+    rows = zip(split["id"], split["question"], split["context"], split["answers"])
+    for row, (qid, question, context, answers) in enumerate(rows):
+        problem = _row_problem(qid, question, context, answers)
         if problem:
-            raise DataError(f"split '{split_name}', row {row} (id {qid!r}): {problem}")
+            raise DataError(f"split '{split_name}', row {row} (id {_shorten(qid)}): {problem}")
+        if qid in seen:
+            raise DataError(f"split '{split_name}', row {row}: id {_shorten(qid)} is row {seen[qid]}'s too; ids "
+                            f"name the questions in predictions and per-example records (merge the two rows' "
+                            f"answers or give one a new id)")
+        seen[qid] = row
 
 
 def _encode(tokenizer, questions: List[str], contexts: List[str], *, max_length: int, doc_stride: int,
@@ -74,7 +132,8 @@ def _answer_chars(answers: Dict) -> Tuple[int, int]:
 def _answer_tokens(offsets: List, sequence_ids: List, context_index: int, start_char: int,
                    end_char: int) -> Tuple[int, int]:
     """(start, end) token indices of the characters [start_char, end_char) in one window; (0, 0) when the
-    window's context does not hold all of them."""
+    window's context does not hold all of them, or no token does (characters the tokenizer drops, such as
+    control or zero-width ones: the span would be the words around them)."""
     context_tokens = [i for i, s in enumerate(sequence_ids) if s == context_index]
     if not context_tokens:
         return 0, 0
@@ -88,6 +147,10 @@ def _answer_tokens(offsets: List, sequence_ids: List, context_index: int, start_
     while end >= first and offsets[end][1] >= end_char:
         end -= 1
     start, end = start - 1, end + 1
+    while start <= end and offsets[start][1] <= start_char:  # ends before the answer: its first characters
+        start += 1                                            # are ones the tokenizer dropped
+    while end >= start and offsets[end][0] >= end_char:
+        end -= 1
     return (start, end) if start <= end else (0, 0)
 
 
@@ -117,13 +180,60 @@ def qa_features(batch: dict, tokenizer, *, max_length: int, doc_stride: int) -> 
     return out
 
 
-def build_qa_features(split, tokenizer, *, max_length: int, doc_stride: int, num_proc: int = 1, desc: str = ""):
+def _check_room(split, tokenizer, where: str, *, max_length: int, doc_stride: int, batch_size: int = 1024):
+    """Stop, naming the row, where a question leaves a long context no more tokens of the window than the
+    windows overlap by: the tokenizer could not advance through the context (a Rust panic, or a truncation
+    error, instead of one line)."""
+    stride = min(doc_stride, max_length // 2)
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    for begin in range(0, len(split), batch_size):
+        batch = split[begin:begin + batch_size]
+        questions = [q.lstrip() for q in batch["question"]]
+        lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+        tight = [i for i, n in enumerate(lengths) if budget - n <= stride]
+        if not tight:
+            continue
+        contexts = tokenizer([batch["context"][i] for i in tight], add_special_tokens=False,
+                             verbose=False)["input_ids"]  # lengths only: a context past the model is windowed
+        for i, context in zip(tight, contexts):
+            if lengths[i] + len(context) > budget:
+                raise DataError(f"{where}, row {begin + i} (id {_shorten(batch['id'][i])}): the question's "
+                                f"{lengths[i]} tokens leave {max(budget - lengths[i], 0)} of task.max_length="
+                                f"{max_length} for the context, not more than the windows' overlap of {stride} "
+                                f"(task.doc_stride, capped at half of max_length); shorten the question or raise "
+                                f"task.max_length")
+
+
+def _check_answers_held(split, features, tokenizer, where: str, *, max_length: int, doc_stride: int) -> None:
+    """Stop, naming the row, where no window holds the row's whole first answer as tokens: it would be trained
+    on as "no answer here" in every window of its context."""
+    held = {qid for qid, start in zip(features["example_id"], features["start_positions"]) if start > 0}
+    for row, (qid, answers) in enumerate(zip(split["id"], split["answers"])):
+        if qid in held:
+            continue
+        text = answers["text"][0]
+        if not tokenizer(text.strip(), add_special_tokens=False, verbose=False)["input_ids"]:
+            raise DataError(f"{where}, row {row} (id {_shorten(qid)}): the tokenizer drops every character of the "
+                            f"answer {_shorten(text)} (control or zero-width characters); give the answer's words")
+        raise DataError(f"{where}, row {row} (id {_shorten(qid)}): no window of task.max_length={max_length} "
+                        f"tokens (overlapping by {min(doc_stride, max_length // 2)}, task.doc_stride) holds the "
+                        f"whole answer {_shorten(text)}; raise task.doc_stride or task.max_length, or shorten the "
+                        f"answer")
+
+
+def build_qa_features(split, tokenizer, *, max_length: int, doc_stride: int, num_proc: int = 1, desc: str = "",
+                      split_name: str = ""):
     """``Dataset.map(qa_features, batched=True)``: one row per window; the raw columns are dropped. Rows are
-    not checked here: call :func:`check_qa_rows` first."""
+    not checked here: call :func:`check_qa_rows` first. Stops in one line naming the row (in ``split_name``,
+    else ``desc``) whose question leaves no room to window its context, or whose answer no window holds."""
+    where = f"split '{split_name}'" if split_name else desc or "QA rows"
+    _check_room(split, tokenizer, where, max_length=max_length, doc_stride=doc_stride)
     procs = num_proc if num_proc > 1 and len(split) >= 2 * num_proc else None
-    return split.map(qa_features, batched=True, num_proc=procs, remove_columns=split.column_names,
-                     fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "doc_stride": doc_stride},
-                     desc=desc or None)
+    features = split.map(qa_features, batched=True, num_proc=procs, remove_columns=split.column_names,
+                         fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "doc_stride": doc_stride},
+                         desc=desc or None)
+    _check_answers_held(split, features, tokenizer, where, max_length=max_length, doc_stride=doc_stride)
+    return features
 
 
 def answer_span_coverage(split, tokenizer, *, max_length: int, doc_stride: int, batch_size: int = 256) -> float:
