@@ -82,6 +82,21 @@ def test_question_answering_long_context_windows(config, tiny_models):
         assert len(task.ctx.tokenizer(a["answer"], add_special_tokens=False)["input_ids"]) <= 4
 
 
+@pytest.mark.parametrize("question_words", [29, 35, 44])
+def test_a_question_that_leaves_a_long_context_no_room_is_one_line(config, tiny_models, question_words):
+    """A question whose tokens leave the context no more of the window than the overlap: the tokenizer cannot
+    advance through a long context (a Rust panic, which no ``except Exception`` catches) -> one line naming it."""
+    from experiments.infer import load_task
+
+    task = load_task(config("task=question-answering", "model=local", f"model.name_or_path={tiny_models['qa']}",
+                            "task.max_length=48", "task.doc_stride=16", "task.max_question_len=64"))
+    question = " ".join(["which"] * question_words) + "?"
+    context = " ".join(f"Sentence {i} mentions the number {i * 7}." for i in range(60))
+    item = task.check_input({"question": question, "context": context})
+    with pytest.raises(ExperimentError, match="leaves the context no more of task.max_length=48"):
+        task.manual([item])
+
+
 def test_summarization_xsum_rouge(config, tiny_models, tmp_path, shared_data):
     predictions, metrics = run(config, tmp_path, "task=summarization", "model=local",
                                f"model.name_or_path={tiny_models['t5']}", f"paths.mirror={shared_data}",

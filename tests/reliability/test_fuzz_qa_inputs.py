@@ -23,6 +23,7 @@ from test_fuzz_inputs import assert_one_line
 
 from experiments.config.validate import compose, to_typed
 from experiments.data.sources import load_raw
+from experiments.errors import ExperimentError
 from experiments.train.common import training_task
 
 COLUMNS = ["id", "context", "question", "answers"]
@@ -272,3 +273,26 @@ def test_clean_qa_files_train(fmt, encoding, newline, window, words, workdir, mi
     data = task.training_data(load_raw(cfg.dataset, None), tokenizer, cfg)
     assert_windows(data, tokenizer, *window)
     assert len(data.train) >= 16 and len(data.eval_items) == 4
+
+
+@pytest.mark.parametrize("row", [0, -1])
+def test_an_eval_question_longer_than_max_question_len_is_one_line_before_training(row, workdir, minilm):
+    """Evaluation answers eval questions as mode=infer does, which refuses a question longer than
+    task.max_question_len: a row that would stop the first evaluation stops before training, naming it."""
+    model_config, tokenizer = minilm
+    rows = [good_row(i) for i in range(20)]
+    spec = DataFile("jsonl", "utf-8", "\n", COLUMNS, [[row[key] for key in COLUMNS] for row in rows])
+    path = spec.write(workdir / f"f{next(_names)}.{spec.suffix}")
+    cfg = qa_config(spec, path, (384, 128))
+    task = training_task(cfg)
+    task.setup_training(model_config, cfg)
+    held_out = task.training_data(load_raw(cfg.dataset, None), tokenizer, cfg).eval_items  # the rows evaluated
+    target = held_out[row].id
+    long_question = " ".join(["which"] * (cfg.task.max_question_len + 5)) + "?"
+    rows = [dict(r, question=long_question) if r["id"] == target else r for r in rows]
+    spec = DataFile("jsonl", "utf-8", "\n", COLUMNS, [[r[key] for key in COLUMNS] for r in rows])
+    path = spec.write(workdir / f"f{next(_names)}.{spec.suffix}")
+    cfg = qa_config(spec, path, (384, 128))
+    with pytest.raises(ExperimentError, match=f"id '{target}'.*max_question_len") as caught:
+        task.training_data(load_raw(cfg.dataset, None), tokenizer, cfg)
+    assert "\n" not in str(caught.value)

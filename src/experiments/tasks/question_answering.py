@@ -82,13 +82,21 @@ class QuestionAnswering(TrainingTask, Task):
         question_first = tok.padding_side == "right"
         questions = [x["question"].lstrip() for x in batch]
         contexts = [x["context"] for x in batch]
-        for question, ids in zip(questions, tok(questions, add_special_tokens=False)["input_ids"]):
+        stride = min(task.doc_stride, max_length // 2)
+        budget = max_length - tok.num_special_tokens_to_add(pair=True)
+        for question, context, ids in zip(questions, contexts, tok(questions, add_special_tokens=False)["input_ids"]):
             if len(ids) > task.max_question_len:
                 raise DataError(f"question longer than task.max_question_len={task.max_question_len} tokens: "
                                 f"{short(question)}")
+            if budget - len(ids) <= stride and len(ids) + len(tok(context, add_special_tokens=False,
+                                                                   verbose=False)["input_ids"]) > budget:
+                # the tokenizer could not advance through the context (a Rust panic, not an exception)
+                raise DataError(f"question of {len(ids)} tokens leaves the context no more of task.max_length="
+                                f"{max_length} than the windows' overlap of {stride}: shorten it or raise "
+                                f"task.max_length: {short(question)}")
         encoded = tok(questions if question_first else contexts, contexts if question_first else questions,
                       truncation="only_second" if question_first else "only_first", max_length=max_length,
-                      stride=min(task.doc_stride, max_length // 2), return_overflowing_tokens=True,
+                      stride=stride, return_overflowing_tokens=True,
                       return_offsets_mapping=True, padding=True, return_tensors="pt")
         sample_of = encoded.pop("overflow_to_sample_mapping").tolist()
         offsets = encoded.pop("offset_mapping").tolist()
@@ -174,11 +182,25 @@ class QuestionAnswering(TrainingTask, Task):
         check_qa_rows(evaluation, data_cfg.eval_split or "held-out")
         max_length = int(cfg.task.max_length or cfg.tokenizer.max_length)
         features = [build_qa_features(split, tokenizer, max_length=max_length, doc_stride=cfg.task.doc_stride,
-                                      num_proc=data_cfg.num_proc, desc=f"QA windows {data_cfg.name} {name}")
-                    .remove_columns(["example_id"]) for name, split in (("train", train), ("eval", evaluation))]
+                                      num_proc=data_cfg.num_proc, desc=f"QA windows {data_cfg.name} {name}",
+                                      split_name=split_name).remove_columns(["example_id"])
+                    for name, split, split_name in (("train", train, data_cfg.train_split),
+                                                    ("eval", evaluation, data_cfg.eval_split or "held-out"))]
         items = [Item(row["id"], {"question": row["question"], "context": row["context"]}, row["answers"])
                  for row in evaluation]
+        self._check_question_lengths(items, tokenizer, cfg.task, data_cfg.eval_split or "held-out")
         return TrainingData(features[0], features[1], items)
+
+    @staticmethod
+    def _check_question_lengths(items: List[Item], tokenizer, task_cfg, split: str) -> None:
+        """Evaluation answers eval questions as ``mode=infer`` does: one longer than ``task.max_question_len``
+        stops now, naming its row, not at the first evaluation."""
+        questions = [item.input["question"].lstrip() for item in items]
+        for row, ids in enumerate(tokenizer(questions, add_special_tokens=False)["input_ids"] if questions else []):
+            if len(ids) > task_cfg.max_question_len:
+                raise DataError(f"split '{split}', row {row} (id {short(str(items[row].id))}): the question has "
+                                f"{len(ids)} tokens, more than task.max_question_len={task_cfg.max_question_len}; "
+                                f"raise it or shorten the question")
 
     def collator(self, tokenizer, cfg):
         from experiments.data.prepare import build_collator
