@@ -296,3 +296,73 @@ def test_an_eval_question_longer_than_max_question_len_is_one_line_before_traini
     with pytest.raises(ExperimentError, match=f"id '{target}'.*max_question_len") as caught:
         task.training_data(load_raw(cfg.dataset, None), tokenizer, cfg)
     assert "\n" not in str(caught.value)
+
+
+# -- dataset=squad with a user's SQuAD v1.1-format file (data -> paragraphs -> qas) ------------------------
+_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-3, 40), st.floats(allow_nan=False, allow_infinity=False),
+                  texts, st.lists(st.integers(0, 3), max_size=2), st.dictionaries(st.just("text"), texts, max_size=1))
+
+
+def _squad_document(rows) -> dict:
+    return {"version": "1.1", "data": [{"title": "t", "paragraphs": [
+        {"context": row["context"], "qas": [{"id": row["id"], "question": row["question"],
+                                             "answers": [{"text": row["answers"]["text"][0],
+                                                          "answer_start": row["answers"]["answer_start"][0]}]}]}
+        for row in rows]}]}
+
+
+# where a drawn value replaces the well-formed one: the document itself, a level of its nesting, or a leaf
+_SQUAD_PATHS = [(), ("data",), ("data", 0), ("data", 0, "paragraphs"), ("data", 0, "paragraphs", 1),
+                ("data", 0, "paragraphs", 1, "context"), ("data", 0, "paragraphs", 1, "qas"),
+                ("data", 0, "paragraphs", 1, "qas", 0), ("data", 0, "paragraphs", 1, "qas", 0, "id"),
+                ("data", 0, "paragraphs", 1, "qas", 0, "question"), ("data", 0, "paragraphs", 1, "qas", 0, "answers"),
+                ("data", 0, "paragraphs", 1, "qas", 0, "answers", 0),
+                ("data", 0, "paragraphs", 1, "qas", 0, "answers", 0, "text"),
+                ("data", 0, "paragraphs", 1, "qas", 0, "answers", 0, "answer_start")]
+
+
+@st.composite
+def squad_documents(draw):
+    document = _squad_document([good_row(i) for i in range(4)])
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_SQUAD_PATHS))
+        value = draw(_LEAF | st.just(MISSING))
+        if not path:
+            return value if value is not MISSING else []
+        parent = document
+        for key in path[:-1]:
+            parent = parent[key] if isinstance(parent, (dict, list)) and _has(parent, key) else None
+        if isinstance(parent, (dict, list)) and _has(parent, path[-1]):
+            if value is MISSING:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = value
+    return document
+
+
+def _has(container, key) -> bool:
+    return key in container if isinstance(container, dict) else isinstance(key, int) and key < len(container)
+
+
+@given(document=squad_documents())
+@settings(max_examples=max(10, settings.default.max_examples // 2))
+def test_a_squad_format_file_is_rows_or_one_line(document, workdir):
+    """Whatever shape a user's SQuAD-format file has, ``dataset=squad`` reads rows that the QA row checks take
+    or refuse in one line, or stops in one line naming the file and where in it; never a traceback."""
+    import json
+
+    from experiments.data.qa import check_qa_rows
+
+    path = workdir / f"squad{next(_names)}.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    cfg = to_typed(compose(["task=question-answering", "model=minilm", "dataset=squad",
+                            f"dataset.data_files.validation={path}"]))
+    try:
+        raw = load_raw(cfg.dataset, cfg.paths.mirror)  # an absolute path: this file, whatever a mirror holds
+        check_qa_rows(raw["validation"], "validation")
+    except ExperimentError as exc:
+        assert_one_line(exc, path)
+        event("refused")
+        return
+    event("rows")
+    assert len(raw["validation"]) >= 1

@@ -215,27 +215,77 @@ def load_hub(cfg: DatasetConfig, source: Resolved):
 
 
 def load_squad_json(cfg: DatasetConfig, source: Resolved):
-    """SQuAD v1.1 JSON ({"data": [{title, paragraphs: [{context, qas}]}]}) -> flat rows like the hub's squad."""
+    """SQuAD v1.1 JSON ({"data": [{title, paragraphs: [{context, qas}]}]}) -> flat rows like the hub's squad.
+    A file of another shape stops in one line naming the file and where in it (``data[2].paragraphs[0]``);
+    the rows are then checked like any QA rows (``data.qa.check_qa_rows``)."""
     from datasets import Dataset, DatasetDict
 
     splits = {}
     for split, path in _split_files(cfg, source, (".json",)).items():
         try:
-            articles = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
-        except (KeyError, json.JSONDecodeError) as exc:
+            document = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"{path}: not SQuAD-format JSON ({exc})") from None
         rows = {"id": [], "title": [], "context": [], "question": [], "answers": []}
-        for article in articles:
-            for paragraph in article["paragraphs"]:
-                for qa in paragraph["qas"]:
-                    rows["id"].append(str(qa["id"]))
-                    rows["title"].append(article.get("title", ""))
-                    rows["context"].append(paragraph["context"])
-                    rows["question"].append(qa["question"])
-                    rows["answers"].append({"text": [a["text"] for a in qa.get("answers", [])],
-                                            "answer_start": [int(a["answer_start"]) for a in qa.get("answers", [])]})
+        for where, article, paragraph, qa in _squad_questions(document, path):
+            rows["id"].append(_squad_value(qa, "id", (str, int), path, where))
+            rows["title"].append(str(article.get("title", "") or ""))
+            rows["context"].append(_squad_value(paragraph, "context", str, path, where.rsplit(".qas", 1)[0]))
+            rows["question"].append(_squad_value(qa, "question", str, path, where))
+            answers = _squad_list(qa.get("answers", []), path, f"{where}.answers")
+            for number, answer in enumerate(answers):
+                _squad_value(answer, "text", str, path, f"{where}.answers[{number}]")
+                _squad_value(answer, "answer_start", int, path, f"{where}.answers[{number}]")
+            rows["answers"].append({"text": [a["text"] for a in answers],
+                                    "answer_start": [a["answer_start"] for a in answers]})
+        rows["id"] = [str(value) for value in rows["id"]]
         splits[split] = Dataset.from_dict(rows)
     return DatasetDict(splits)
+
+
+def _squad_questions(document, path):
+    """(where, article, paragraph, qa) for every question of a SQuAD document, its shape checked on the way."""
+    if not isinstance(document, dict) or "data" not in document:
+        raise DataError(f"{path}: not SQuAD-format JSON (expected an object with a 'data' list of articles)")
+    for a, article in enumerate(_squad_list(document["data"], path, "data")):
+        article = _squad_object(article, path, f"data[{a}]")
+        for p, paragraph in enumerate(_squad_list(article.get("paragraphs"), path, f"data[{a}].paragraphs")):
+            paragraph = _squad_object(paragraph, path, f"data[{a}].paragraphs[{p}]")
+            for q, qa in enumerate(_squad_list(paragraph.get("qas"), path, f"data[{a}].paragraphs[{p}].qas")):
+                where = f"data[{a}].paragraphs[{p}].qas[{q}]"
+                yield where, article, paragraph, _squad_object(qa, path, where)
+
+
+def _squad_list(value, path, where: str) -> list:
+    if not isinstance(value, list):
+        raise DataError(f"{path}, {where}: expected a list, found {_json_kind(value)} (SQuAD-format JSON)")
+    return value
+
+
+def _squad_object(value, path, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise DataError(f"{path}, {where}: expected an object, found {_json_kind(value)} (SQuAD-format JSON)")
+    return value
+
+
+def _squad_value(record: dict, key: str, kinds, path, where: str):
+    """``record[key]`` when it is one of ``kinds`` (never a bool), else one line naming where."""
+    value = _squad_object(record, path, where).get(key)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise DataError(f"{path}, {where}.{key}: expected {_json_kind(kinds)}, found {_json_kind(value)} "
+                        f"(SQuAD-format JSON)")
+    return value
+
+
+def _json_kind(value) -> str:
+    """How a JSON value (or the expected Python types) reads in an error: text, a whole number, a list, ..."""
+    names = {str: "text", int: "a whole number", float: "a number", bool: "true/false", list: "a list",
+             dict: "an object", type(None): "null / nothing"}
+    if isinstance(value, tuple):
+        return " or ".join(names[kind] for kind in value)
+    if isinstance(value, type):
+        return names[value]
+    return names.get(type(value), type(value).__name__)
 
 
 def load_parallel_text(cfg: DatasetConfig, source: Resolved):
@@ -390,7 +440,10 @@ def load_raw(cfg: DatasetConfig, mirror: Optional[str]):
         raise ExperimentError(f"dataset.data_files is set but loader '{cfg.loader}' reads its own files "
                               f"({cfg.name}); use dataset=csv/json for your files, or remove data_files")
     user_files = cfg.loader in ("csv", "json", "jsonl", "text", "parquet") and not cfg.mirror_subdir
-    if cfg.files and (user_files or cfg.loader == "glue_tsv"):  # exactly the files given, wherever a mirror is
+    # a SQuAD-format file named by an absolute path (or one in the working folder) is read, never the hub's copy
+    named_here = all(Path(f).expanduser().is_absolute() or Path(f).is_file() for f in cfg.files.values())
+    if cfg.files and (user_files or cfg.loader == "glue_tsv" or cfg.loader == "squad_json" and named_here):
+        # exactly the files given, wherever a mirror is
         source = Resolved(None, "local", ["data_files"])
     else:
         source = resolve_dataset(cfg.hub_id, mirror=mirror, mirror_subdir=cfg.mirror_subdir,
