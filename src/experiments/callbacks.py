@@ -110,6 +110,37 @@ def finish_sweep(config, print_table: bool = True, report: bool = True) -> Dict[
             summary["report"] = str(write_report(Path(summary["sweep_dir"]), summary))
         except Exception as exc:  # a plotting problem must not lose the summary
             log.warning("could not write the HTML report: %s", exc)
+    _verdicts_to_wandb(summary)
     if print_table:
         print_summary(summary)
     return summary
+
+
+def _verdicts_to_wandb(summary: Dict[str, Any]) -> None:
+    """A sweep with replicates: each finished job that logs to W&B gets its configuration's verdict against the best
+    (``vs_best``, ``vs_best_p_holm``, ``vs_best_difference``) in its W&B run's summary."""
+    from omegaconf import OmegaConf
+
+    from experiments.config.schema import LoggerConfig
+    from experiments.runs import CONFIG_FILE
+    from experiments.sweep.records import resolve_run_dir
+    from experiments.tracking import add_to_wandb_summary
+
+    configs = summary.get("configs") or []
+    for job in summary.get("jobs", []):
+        verdict = configs[job["config"]].get("vs_best") if isinstance(job.get("config"), int) else None
+        run_dir = resolve_run_dir(job, Path(summary["sweep_dir"]))
+        if not verdict or not (run_dir / CONFIG_FILE).is_file():
+            continue
+        logger = OmegaConf.load(run_dir / CONFIG_FILE).get("logger") or {}
+        if "wandb" not in (logger.get("trackers") or []):
+            continue
+        values = {"vs_best": verdict["vs_best"], **{f"vs_best_{key}": verdict[key] for key in
+                                                    ("difference", "p_holm", "p_beats_best", "seeds_needed")
+                                                    if verdict.get(key) is not None}}
+        try:
+            add_to_wandb_summary(run_dir, OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LoggerConfig),
+                                                                              logger)), values)
+        except Exception as exc:  # the summary and the report are written; a tracker's failure must not lose them
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            log.warning("could not add the verdict to job %s's W&B run: %s", job["job"], reason)

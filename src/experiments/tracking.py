@@ -337,3 +337,18 @@ class Tracking:
                 tracker.finish()
             except Exception as exc:  # finishing must never mask the run's own outcome
                 log.warning("tracker %s did not finish cleanly: %s", tracker.name, exc)
+
+
+def add_to_wandb_summary(run_dir: Path, cfg: LoggerConfig, values: Dict[str, Any]) -> None:
+    """Add ``values`` to the summary of the run's W&B run (its kept id, resumed in the mode the run would use):
+    for what is known only after the run, such as a sweep's verdict against its best configuration."""
+    import wandb
+
+    mode = check_wandb(cfg)
+    init = dict(project=cfg.project, entity=cfg.entity, id=wandb_run_id(run_dir), resume="allow", dir=str(run_dir),
+                mode=mode, reinit="finish_previous", settings=wandb.Settings(silent=True))
+    run = wandb.init(**{k: v for k, v in init.items() if v is not None})
+    try:
+        run.summary.update(values)
+    finally:
+        run.finish()

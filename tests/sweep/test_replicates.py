@@ -136,3 +136,45 @@ def test_mean_ci_small_samples():
     mean, std, ci = direct([1.0, 2.0])
     got = mean_ci([1.0, 2.0])
     assert (got["mean"], got["std"], got["ci95"]) == (pytest.approx(mean), pytest.approx(std), pytest.approx(ci))
+
+
+def test_each_configuration_gets_a_verdict_against_the_best_over_seeds(tmp_path):
+    """vs_best: Welch over seeds, Holm-corrected together, equal to a direct scipy / statsmodels computation;
+    shown in the table, the HTML report and TensorBoard's hparams table."""
+    from statsmodels.stats.multitest import multipletests
+
+    from experiments.report.html import write_report
+    from experiments.report.tb_export import export
+
+    accs = {"1e-5": [0.80, 0.81, 0.79, 0.80], "2e-5": [0.86, 0.87, 0.85, 0.86], "3e-5": [0.85, 0.87, 0.84, 0.86]}
+    num = 0
+    for lr, values in accs.items():
+        for seed, acc in enumerate(values):
+            job(tmp_path, num, [f"trainer.lr={lr}", f"trainer.seed={seed}", "debug=tiny"], acc=acc)
+            num += 1
+    summary = build_summary(tmp_path)
+    verdicts = [c["vs_best"] for c in summary["configs"]]
+    assert [v["vs_best"] for v in verdicts] == ["worse", "best", "tie (not distinguishable)"]
+    welch = [stats.ttest_ind(accs[lr], accs["2e-5"], equal_var=False).pvalue for lr in ("1e-5", "3e-5")]
+    holm = multipletests(welch, method="holm")[1]
+    assert [verdicts[0]["p_value"], verdicts[2]["p_value"]] == pytest.approx(welch)
+    assert [verdicts[0]["p_holm"], verdicts[2]["p_holm"]] == pytest.approx(holm)
+    assert verdicts[0]["difference"] == pytest.approx(np.mean(accs["1e-5"]) - np.mean(accs["2e-5"]))
+    table = format_table(summary)
+    assert "vs best (over seeds)" in table and "worse (Holm p=" in table and "tie (not distinguishable)" in table
+    write_summary(summary, tmp_path)
+    assert "worse (Holm p=" in write_report(tmp_path, summary).read_text()
+    for number in range(num):  # the runs as the dashboard finds them
+        (tmp_path / str(number) / "config.yaml").write_text("trainer:\n  lr: 1\n")
+    export([tmp_path], tmp_path / "events")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    shown = {}
+    for number in (0, 4, 8):
+        acc = EventAccumulator(str(next((tmp_path / "events").rglob(f"{number}"))), size_guidance={"tensors": 0})
+        acc.Reload()
+        start = metadata.parse_session_start_info_plugin_data(
+            acc.SummaryMetadata(metadata.SESSION_START_INFO_TAG).plugin_data.content)
+        shown[number] = start.hparams["vs_best"].string_value
+    assert shown[4] == "best" and shown[0].startswith("worse") and shown[8].startswith("tie")

@@ -296,3 +296,28 @@ def holm(p_values: Sequence[float]) -> List[float]:
     if not len(p_values):
         return []
     return [float(p) for p in multipletests(list(p_values), alpha=ALPHA, method="holm")[1]]
+
+
+BEST, WORSE, TIE = "best", "worse", "tie (not distinguishable)"
+
+
+def against_best(groups: Sequence[Sequence[float]], *, higher_is_better: bool = True) -> List[Optional[Dict]]:
+    """Every group of runs (one value per seed) against the best group on the mean, corrected together: per
+    group, None when it has fewer than 2 values (or fewer than 2 groups do), else ``{"vs_best": best / worse /
+    tie, "difference" (group - best), "ci95", "p_value" (Welch), "p_holm", "p_beats_best", "seeds_needed"}``.
+    The one place the sweep summary, the report, the dashboard and compare.py get their verdicts from."""
+    replicated = [number for number, values in enumerate(groups) if len(values) >= 2]
+    out: List[Optional[Dict]] = [None] * len(groups)
+    if len(replicated) < 2:
+        return out
+    sign = 1.0 if higher_is_better else -1.0
+    best = max(replicated, key=lambda number: sign * float(np.mean(groups[number])))
+    others = [number for number in replicated if number != best]
+    tests = [over_seeds(groups[best], groups[number], higher_is_better=higher_is_better) for number in others]
+    out[best] = {"vs_best": BEST, "mean": float(np.mean(groups[best])), "n": len(groups[best])}
+    for number, test, p_holm in zip(others, tests, holm([t.p_value for t in tests])):
+        worse = p_holm < ALPHA and test.verdict != "not distinguishable at 95 %"
+        out[number] = {"vs_best": WORSE if worse else TIE, "mean": test.mean_b, "n": test.n_b,
+                       "difference": test.difference, "ci95": test.ci95, "p_value": test.p_value, "p_holm": p_holm,
+                       "p_beats_best": test.p_b_beats_a, "seeds_needed": test.seeds_needed}
+    return out

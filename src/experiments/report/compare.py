@@ -120,29 +120,27 @@ def verdicts_table(runs: list, metric: Optional[str] = None):
     configurations have 2+ finished runs."""
     import pandas as pd
 
-    from experiments.metrics.significance import holm, over_seeds
+    from experiments.metrics.significance import against_best
     from experiments.report.runs_index import quality_metric_names
     from experiments.sweep.summary import choose_metric, direction_for
 
     decide = metric or choose_metric(None, None, quality_metric_names(runs))
     values = [[runs[p].final[decide] for p in group if runs[p].status == "finished" and decide in runs[p].final]
               for group in config_groups(runs)[1]] if decide else []
-    replicated = [(number, v) for number, v in enumerate(values) if len(v) >= 2]
-    if len(replicated) < 2:
+    verdicts = against_best(values, higher_is_better=direction_for(decide, None) == "maximize")
+    if sum(v is not None for v in verdicts) < 2:
         return None
-    maximize = direction_for(decide, None) == "maximize"
-    best, best_values = max(replicated, key=lambda item: (sum(item[1]) / len(item[1])) * (1 if maximize else -1))
-    tests = [(number, over_seeds(best_values, v, higher_is_better=maximize)) for number, v in replicated
-             if number != best]
-    adjusted = holm([t.p_value for _, t in tests])
-    rows = [{"config": best, "metric": decide, "mean": sum(best_values) / len(best_values), "n": len(best_values),
-             "vs best": "best"}]
-    for (number, test), p_holm in zip(tests, adjusted):
-        worse = p_holm < 0.05 and test.verdict != "not distinguishable at 95 %"
-        rows.append({"config": number, "metric": decide, "mean": test.mean_b, "n": test.n_b,
-                     "difference": test.difference, "ci95": f"[{test.ci95[0]:.4g}, {test.ci95[1]:.4g}]",
-                     "p (Welch)": test.p_value, "p (Holm)": p_holm, "P(seed beats best)": test.p_b_beats_a,
-                     "seeds needed": test.seeds_needed, "vs best": "worse" if worse else "tie (not distinguishable)"})
+    rows = []
+    for number, v in enumerate(verdicts):
+        if v is None:
+            continue
+        row = {"config": number, "metric": decide, "mean": v["mean"], "n": v["n"]}
+        if "difference" in v:
+            row.update({"difference": v["difference"], "ci95": f"[{v['ci95'][0]:.4g}, {v['ci95'][1]:.4g}]",
+                        "p (Welch)": v["p_value"], "p (Holm)": v["p_holm"], "P(seed beats best)": v["p_beats_best"],
+                        "seeds needed": v["seeds_needed"]})
+        rows.append(dict(row, **{"vs best": v["vs_best"]}))
+    rows.sort(key=lambda row: row["vs best"] != "best")  # the best first
     return pd.DataFrame(rows)
 
 

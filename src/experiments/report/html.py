@@ -22,6 +22,7 @@ from experiments.sweep.summary import (
     objective_columns,
     short_value,
     split_override,
+    verdict_text,
 )
 
 REPORT_FILE = "report.html"
@@ -250,13 +251,14 @@ def configs_table(summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     if not summary.get("grouped"):
         return None
     keys = config_params(summary)
-    head = ["config", *keys, "n", f"{summary.get('metric')} mean ± 95% CI", "std", "jobs", "not finished"]
+    head = ["config", *keys, "n", f"{summary.get('metric')} mean ± 95% CI", "std", "vs best (over seeds)", "jobs",
+            "not finished"]
     rows = []
     for config in summary["configs"]:
         params = dict(split_override(o) for o in config["overrides"])
         others = ", ".join(f"{n} {s}" for s, n in sorted(config["counts"].items()) if s != records.FINISHED)
         cells = [*(short_value(params.get(k, "")) for k in keys), str(config["n"]), mean_text(config),
-                 _number(config["std"]), ", ".join(str(j) for j in config["jobs"]), others]
+                 _number(config["std"]), verdict_text(config), ", ".join(str(j) for j in config["jobs"]), others]
         rows.append({"job": config["config"], "best": bool(config.get("best")),
                      "css": "best" if config.get("best") else "", "cells": cells})
     return {"head": head, "rows": rows}

@@ -54,10 +54,37 @@ def hparam_values(runs: List[RunInfo]) -> Tuple[List[str], Dict[Path, Dict[str, 
             elif not isinstance(value, (str, bool)) or any(isinstance(v, str) for v in raw.values()):
                 value = str(value)
             per_run.setdefault(path, {})[key] = value
+    verdicts = _verdicts(runs)
     for run in runs:
         per_run.setdefault(run.path, {})["sweep"] = (run.record or {}).get("sweep") or ""
         per_run[run.path]["status"] = run.status
-    return keys + ["sweep", "status"], per_run
+        per_run[run.path]["vs_best"] = verdicts.get(run.path, "")
+    return keys + ["sweep", "status", "vs_best"], per_run
+
+
+def _verdicts(runs: List[RunInfo]) -> Dict[Path, str]:
+    """Each sweep job's configuration verdict against the sweep's best over seeds (``vs_best`` of the sweep's
+    summary: best / worse / tie, Holm-corrected); '' for a run outside a sweep with replicates."""
+    from experiments.sweep.summary import SUMMARY_JSON, verdict_text
+
+    summaries: Dict[Path, Dict[str, Any]] = {}
+    out: Dict[Path, str] = {}
+    for run in runs:
+        job = (run.record or {}).get("job")
+        folder = run.path.parent
+        if job is None or not (folder / SUMMARY_JSON).is_file():
+            continue
+        if folder not in summaries:
+            try:
+                summaries[folder] = json.loads((folder / SUMMARY_JSON).read_text())
+            except (OSError, ValueError):
+                summaries[folder] = {}
+        summary = summaries[folder]
+        number = next((j.get("config") for j in summary.get("jobs", []) if j.get("job") == job), None)
+        configs = summary.get("configs") or []
+        if isinstance(number, int) and 0 <= number < len(configs):
+            out[run.path] = verdict_text(configs[number])
+    return out
 
 
 def _scalars(run: RunInfo, metrics: List[str]) -> Iterator[Tuple[str, float, int]]:
@@ -139,7 +166,7 @@ def export(roots: Iterable[Path], out_dir: Path) -> List[str]:
     for run in runs:
         name = export_name(run.path, roots)
         target = out_dir / name
-        stamp = _source_stamp(run.path) + "|" + signature
+        stamp = _source_stamp(run.path) + "|" + signature + "|" + values[run.path]["vs_best"]  # a new verdict too
         marker = target / MARKER
         if marker.is_file() and marker.read_text() == stamp:
             continue

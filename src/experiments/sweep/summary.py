@@ -9,7 +9,8 @@ JSON, status ``superseded`` in the CSV, one line under the table), so nothing is
 
 Jobs whose overrides differ only in the seed (:data:`SEED_KEYS`) are one *configuration*
 (``configs``): with replicates, the best configuration is chosen on the mean of its finished jobs and
-shown with the 95 % confidence interval (Student's t). With several objectives
+shown with the 95 % confidence interval (Student's t), and each configuration with 2+ seeds gets a verdict
+against the best of them (``vs_best``: Welch over seeds, Holm-corrected together). With several objectives
 (``hydra.sweeper.objectives``) the summary also holds every job's objective values and the Pareto front
 of the finished jobs. Pruned jobs (stopped early by the search) and failed ones are counted and shown
 with their status; only finished jobs can be best."""
@@ -119,6 +120,7 @@ def build_summary(sweep_dir: Path, objective: Optional[str] = None, metric_for_b
     metric = choose_metric(objectives[0] if objectives else objective, metric_for_best, names)
     direction = direction_for(metric, sweeper_direction, greater_is_better)
     configs = group_configs(jobs, metric)
+    add_verdicts(configs, direction)
     top_config = best_config(configs, direction)
     grouped = int(replicates or 1) > 1 or any(c["n"] > 1 for c in configs)
     candidates = [j for j in jobs if j["config"] == top_config] if grouped else jobs
@@ -191,6 +193,28 @@ def group_configs(jobs: List[Dict[str, Any]], metric: Optional[str]) -> List[Dic
     for group in groups.values():
         group.update(mean_ci(group["values"]))
     return list(groups.values())
+
+
+def add_verdicts(configs: List[Dict[str, Any]], direction: str) -> None:
+    """Each configuration with 2+ finished seeds against the best of them, corrected together
+    (``metrics.significance.against_best``): ``vs_best`` is best / worse / tie with its figures, else None."""
+    from experiments.metrics.significance import against_best
+
+    verdicts = against_best([c["values"] for c in configs], higher_is_better=direction == "maximize")
+    for config, verdict in zip(configs, verdicts):
+        config["vs_best"] = verdict
+
+
+def verdict_text(config: Dict[str, Any]) -> str:
+    """``best``, ``worse (p=0.003)``, ``tie (not distinguishable) (p=0.41, 12 seeds)`` or '' (fewer than 2 seeds)."""
+    verdict = config.get("vs_best")
+    if not verdict:
+        return ""
+    if "p_holm" not in verdict:
+        return verdict["vs_best"]
+    needed = verdict.get("seeds_needed")
+    extra = f", {needed} seeds to tell" if needed and verdict["vs_best"] != "worse" else ""
+    return f"{verdict['vs_best']} (Holm p={verdict['p_holm']:.2g}{extra})"
 
 
 def best_config(configs: List[Dict[str, Any]], direction: str) -> Optional[int]:
@@ -380,7 +404,7 @@ def format_configs(summary: Dict[str, Any]) -> str:
         row: Dict[str, Any] = {"config": config["config"], "best": "*" if config.get("best") else ""}
         row.update({key: short_value(params.get(key, "")) for key in keys})
         row.update({"n": config["n"], f"{summary['metric']} (mean ± 95% CI)": mean_text(config), "std": config["std"],
-                    "jobs": ",".join(str(j) for j in config["jobs"])})
+                    "vs best (over seeds)": verdict_text(config) or "-", "jobs": ",".join(str(j) for j in config["jobs"])})
         others = {s: n for s, n in config["counts"].items() if s != records.FINISHED}
         if any(c["counts"].keys() - {records.FINISHED} for c in summary["configs"]):
             row["not finished"] = ", ".join(f"{n} {s}" for s, n in sorted(others.items()))
