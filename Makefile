@@ -11,7 +11,7 @@ setup: .venv/.installed
 run: .venv/.installed
 	$(PY) run.py
 
-# Tests run on every core (pytest-xdist); those that start clusters share one worker (xdist_group "cluster").
+# Tests run on every core (pytest-xdist); a module whose tests share a cluster runs on one worker (xdist_group).
 TEST_WORKERS ?= auto
 
 test: .venv/.installed

@@ -120,7 +120,8 @@ def check_resumable(run_dir: Path, cfg, backend: str) -> None:
     stopped before its first checkpoint, with no result: it starts again from step 0)."""
     from experiments.train.checkpoints import has_checkpoint, nothing_to_continue
 
-    held = {p.name for p in run_dir.iterdir() if not locks.is_lock_file(p.name)} if run_dir.is_dir() else set()
+    held = {p.name for p in run_dir.iterdir() if not locks.is_lock_file(p.name) and not _STALE_TMP.fullmatch(p.name)
+            } if run_dir.is_dir() else set()  # (a config.yaml cut short by the kill is such a temporary file)
     if not (run_dir / CONFIG_FILE).is_file() and held and held <= {".hydra", "run.log"}:
         raise ExperimentError(f"trainer.resume=true but {run_dir} holds only Hydra's files of a start stopped before "
                               f"the run began (nothing to continue): remove that folder, or start the run in "

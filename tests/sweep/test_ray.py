@@ -31,8 +31,8 @@ from hydra_plugins.experiments_launcher.ray_launcher import ATTEMPT, attempts_in
 
 NODE_RESOURCES = ("node_a", "node_b")
 
-# One group: these tests start daemons, clusters and network namespaces; `make test` runs them on one worker.
-pytestmark = pytest.mark.xdist_group("cluster")
+# One worker for this module: its tests share the cluster (or hosts) they start, one at a time.
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 class RayCluster:
