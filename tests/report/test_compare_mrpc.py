@@ -43,7 +43,7 @@ def test_two_seeds_of_one_config_differ_far_less_than_fine_tuning_does(mrpc):
     seeds, tuned = compare(mrpc / "seed1", mrpc / "seed2"), compare(mrpc / "untrained", mrpc / "seed1")
     assert seeds["accuracy"]["n_examples"] == tuned["accuracy"]["n_examples"] == 408
     assert abs(seeds["accuracy"]["difference"]) < tuned["accuracy"]["difference"] / 4
-    assert seeds["accuracy"]["p_value"] > 100 * tuned["accuracy"]["p_value"]
+    assert seeds["accuracy"]["p_value"] > 10 * tuned["accuracy"]["p_value"]
 
 
 def test_a_fine_tune_beats_the_model_before_it_with_p_below_one_percent(mrpc):
