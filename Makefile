@@ -11,13 +11,13 @@ setup: .venv/.installed
 run: .venv/.installed
 	$(PY) run.py
 
-# Tests run on every core (pytest-xdist); a module whose tests share a cluster runs on one worker (xdist_group).
+# Tests run on every core (pytest-xdist), a module per worker: its module-scoped fixtures (a cluster, a trained run) are built once.
 TEST_WORKERS ?= auto
 
 test: .venv/.installed
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q --durations=30 -n $(TEST_WORKERS) --dist loadgroup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q --durations=30 -n $(TEST_WORKERS) --dist loadscope
 
 test-fast: .venv/.installed
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope
 
 .PHONY: setup run test test-fast

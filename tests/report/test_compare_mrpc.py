@@ -11,7 +11,7 @@ import sys
 import pytest
 from cli_helpers import REPO, run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mrpc-compare")]  # one worker: the runs are shared
+pytestmark = pytest.mark.slow
 
 MRPC = ["experiment=mrpc_minilm", "trainer.epochs=2", "trainer.save_model=false", "logger=csv"]
 

@@ -31,9 +31,6 @@ from hydra_plugins.experiments_launcher.ray_launcher import ATTEMPT, attempts_in
 
 NODE_RESOURCES = ("node_a", "node_b")
 
-# One worker for this module: its tests share the cluster (or hosts) they start, one at a time.
-pytestmark = pytest.mark.xdist_group("ray")
-
 
 class RayCluster:
     """The running cluster, its two worker nodes by custom resource, and a way to kill one as a machine dies."""

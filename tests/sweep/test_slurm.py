@@ -23,9 +23,6 @@ from sweep_helpers import TINY, explain, run_sweep, summary
 SLURM = ["hydra/launcher=slurm", f"hydra.launcher.partition={slurm_cluster.PARTITION}",
          "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10"]
 
-# One worker for this module: its tests share the cluster (or hosts) they start, one at a time.
-pytestmark = pytest.mark.xdist_group("slurm")
-
 
 @pytest.fixture(scope="session")
 def slurm():

@@ -26,8 +26,7 @@ from test_ddp import COMMON
 
 from experiments.train import checkpoints
 
-# One worker for this module: its tests share the cluster (or hosts) they start, one at a time.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multinode")]
+pytestmark = pytest.mark.slow
 
 # One thread per process: the "machines" share this machine's 2 cores.
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="offline",
