@@ -168,3 +168,11 @@ def test_per_class_statistics_align_when_runs_saw_different_classes(tmp_path, ca
     f1 = json.loads(capsys.readouterr().out)["metrics"]["f1"]
     assert f1["a"] == pytest.approx(f1_score(references, runs["a"][1], average="macro", zero_division=0))
     assert f1["b"] == pytest.approx(f1_score(references, runs["b"][1], average="macro", zero_division=0))
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "ten", "99"])
+def test_too_few_resamples_is_one_line(two_runs, value, capsys):
+    a, b, _ = two_runs
+    with pytest.raises(SystemExit) as stopped:
+        main([str(a), str(b), "--resamples", value])
+    assert stopped.value.code == 2 and "--resamples" in capsys.readouterr().err

@@ -185,6 +185,17 @@ def paired_report(runs: list, args) -> Optional[str]:
     return paired_text(results, notes, *examples, labels(runs), args.resamples, _shown)
 
 
+def _at_least_100(text: str) -> int:
+    """``--resamples``: a whole number of at least 100 (fewer cannot give a 95 % interval); else argparse's one line."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 100:
+        raise argparse.ArgumentTypeError(f"{value} is fewer than 100 resamples")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compare.py", description=__doc__.split("\n\n")[0],
                                      epilog=PAIRED_HELP)
@@ -197,7 +208,7 @@ def _parser() -> argparse.ArgumentParser:
                              "both have eval_predictions.jsonl); refuse when that is impossible")
     parser.add_argument("--json", action="store_true",
                         help="print only the paired comparison of two runs, as JSON (implies --paired)")
-    parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap / randomization resamples")
+    parser.add_argument("--resamples", type=_at_least_100, default=10_000, help="bootstrap / randomization resamples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
     return parser
 
