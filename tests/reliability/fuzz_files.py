@@ -165,3 +165,13 @@ def model_and_tokenizer(cfg):
     resolved = resolve(cfg.model, cfg.paths.mirror)
     return (load_config(resolved.path, cfg.model),
             load_tokenizer(resolved.path, cfg.tokenizer, cfg.model, cfg.paths.mirror))
+
+
+def training_data_of(cfg, model_config, tokenizer):
+    """What ``build_experiment`` makes of ``cfg``'s data file: its task's training data (or the one-line error)."""
+    from experiments.data.sources import load_raw
+    from experiments.train.common import training_task
+
+    task = training_task(cfg)
+    task.setup_training(model_config, cfg)
+    return task.training_data(load_raw(cfg.dataset, None), tokenizer, cfg)

@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 
 import pytest
-from fuzz_files import DataFile, data_files, model_and_tokenizer
+from fuzz_files import DataFile, data_files, model_and_tokenizer, training_data_of
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from test_fuzz_inputs import assert_one_line
@@ -53,9 +53,7 @@ def test_language_model_data_is_rows_or_one_line(spec, response, workdir, smollm
     path = spec.write(workdir / f"f{next(_names)}.{spec.suffix}")
     try:
         cfg = lm_config(spec, path, response)
-        task = training_task(cfg)
-        task.setup_training(model_config, cfg)
-        data = task.training_data(load_raw(cfg.dataset, None), tokenizer, cfg)
+        data = training_data_of(cfg, model_config, tokenizer)
     except Exception as exc:  # noqa: BLE001 - the property: nothing but a one-line user error escapes
         event("refused: " + " ".join(assert_one_line(exc, path).replace(str(path), "FILE").split()[:4]))
         return

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from fuzz_files import BROKEN, ENCODINGS, MISSING, DataFile, model_and_tokenizer, texts
+from fuzz_files import BROKEN, ENCODINGS, MISSING, DataFile, model_and_tokenizer, texts, training_data_of
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from test_fuzz_inputs import assert_one_line
@@ -236,9 +236,7 @@ def test_qa_data_is_windows_or_one_line(spec, window, refused, workdir, minilm):
     path = spec.write(workdir / f"f{next(_names)}.{spec.suffix}")
     try:
         cfg = qa_config(spec, path, window)
-        task = training_task(cfg)
-        task.setup_training(model_config, cfg)
-        data = task.training_data(load_raw(cfg.dataset, None), tokenizer, cfg)
+        data = training_data_of(cfg, model_config, tokenizer)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - the property: nothing but a one-line user error escapes (a
