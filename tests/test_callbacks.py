@@ -48,3 +48,15 @@ def test_each_wandb_job_gets_its_configurations_verdict_in_its_run_summary(tmp_p
     assert worse["vs_best_p_holm"] == pytest.approx(summary["configs"][0]["vs_best"]["p_holm"])
     assert worse["vs_best_difference"] == pytest.approx(sum(accs["1e-5"]) / 3 - sum(accs["2e-5"]) / 3)
     assert not (tmp_path / "1" / "wandb").exists()  # a job without W&B is left alone
+
+
+def test_a_damaged_job_config_is_a_warning_and_the_other_jobs_get_their_verdicts(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    num = 0
+    for lr, values in {"1e-5": [0.80, 0.81, 0.79], "2e-5": [0.86, 0.87, 0.85]}.items():
+        for seed, acc in enumerate(values):
+            _job(tmp_path, num, lr, seed, acc, ["wandb"])
+            num += 1
+    (tmp_path / "0" / "config.yaml").write_text("logger: [unclosed\n")
+    _verdicts_to_wandb(build_summary(tmp_path))
+    assert "job 0" in caplog.text and _summary_values(tmp_path / "3")["vs_best"] == "best"

@@ -122,7 +122,7 @@ def _verdicts_to_wandb(summary: Dict[str, Any]) -> None:
     from omegaconf import OmegaConf
 
     from experiments.config.schema import LoggerConfig
-    from experiments.runs import CONFIG_FILE
+    from experiments.runs import CONFIG_FILE, read_config
     from experiments.sweep.records import resolve_run_dir
     from experiments.tracking import add_to_wandb_summary
 
@@ -132,13 +132,13 @@ def _verdicts_to_wandb(summary: Dict[str, Any]) -> None:
         run_dir = resolve_run_dir(job, Path(summary["sweep_dir"]))
         if not verdict or not (run_dir / CONFIG_FILE).is_file():
             continue
-        logger = OmegaConf.load(run_dir / CONFIG_FILE).get("logger") or {}
-        if "wandb" not in (logger.get("trackers") or []):
-            continue
         values = {"vs_best": verdict["vs_best"], **{f"vs_best_{key}": verdict[key] for key in
                                                     ("difference", "p_holm", "p_beats_best", "seeds_needed")
                                                     if verdict.get(key) is not None}}
-        try:
+        try:  # a damaged config.yaml (RecordUnreadable) or a tracker's failure: a warning, the summary stands
+            logger = read_config(run_dir / CONFIG_FILE).get("logger") or {}
+            if "wandb" not in (logger.get("trackers") or []):
+                continue
             add_to_wandb_summary(run_dir, OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LoggerConfig),
                                                                               logger)), values)
         except Exception as exc:  # the summary and the report are written; a tracker's failure must not lose them
