@@ -42,6 +42,25 @@ ALL_TASKS = ["text-classification", "fill-mask", "feature-extraction", "zero-sho
              "question-answering", "summarization", "translation", "text-generation"]
 
 
+# --check: mode=infer at its defaults vs pipeline(batch_size) at its own, per task, and the bf16 label agreement.
+TARGETS = {"text-classification": 1.8, "fill-mask": 1.8, "feature-extraction": 1.8, "zero-shot-classification": 1.8,
+           "text-generation": 1.3}
+AGREEMENT_TARGET = 0.995
+
+
+def check_targets(rows: List[Dict[str, Any]], batch_size: int, agreement: Optional[Dict[str, Any]]) -> List[str]:
+    """One line per task whose defaults/plain ratio falls below its target (tasks not run are not checked)."""
+    failures = []
+    for row in rows:
+        target = TARGETS.get(row["task"])
+        value = ratios(row, batch_size)["defaults/plain"]
+        if target is not None and (value is None or value < target):
+            failures.append(f"{row['task']}: defaults/plain {value if value is None else round(value, 2)} < {target}")
+    if agreement and (agreement["agreement"] or 0) < AGREEMENT_TARGET:
+        failures.append(f"label agreement {agreement['agreement']:.4f} < {AGREEMENT_TARGET}")
+    return failures
+
+
 # --- inputs -----------------------------------------------------------------------------------------------
 def _sentences(data: Optional[Path], n: int) -> List[str]:
     path = data / "glue" / "SST-2" / "dev.tsv" if data else None
@@ -229,7 +248,7 @@ def label_agreement(model_dir: Path, sentences: List[str], threads: int) -> Dict
             "agreement": same / len(sentences) if sentences else None}
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=ALL_TASKS, choices=ALL_TASKS)
     parser.add_argument("--n", type=int, default=64, help="inputs per task")
@@ -239,6 +258,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per column (best is kept)")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when a task's defaults/plain ratio falls below its target (TARGETS)")
     parser.add_argument("--agreement-model", type=Path, default=None,
                         help="a text-classification model dir (e.g. <sst2 run>/best): share of SST-2 dev labels "
                              "the inference.dtype=auto weights predict as float32 does")
@@ -276,6 +297,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.json:
         args.json.write_text(json.dumps({"device": device, "threads": args.threads, "batch_size": args.batch_size,
                                          "rows": rows, "agreement": agreement}, indent=2) + "\n")
+    if args.check:
+        failures = check_targets(rows, args.batch_size, agreement)
+        print("\ncheck: " + ("every ratio meets its target" if not failures else "below target: " + "; ".join(failures)))
+        return 1 if failures else 0
+    return 0
 
 
 def ratios(row: Dict[str, Any], batch_size: int) -> Dict[str, Optional[float]]:
@@ -306,4 +332,4 @@ def print_table(rows: List[Dict[str, Any]], batch_size: int) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO / "src"))
-    main()
+    sys.exit(main())

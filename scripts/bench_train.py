@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Fine-tuning benchmark: seven comparisons measured side by side in one run.
+"""Fine-tuning benchmark: eight comparisons measured side by side in one run.
 
-Sections (``--sections``, default all):
+Sections (``--sections``, default all but ``choices``):
 
 * ``loop_vs_hf``   samples/s of our Accelerate loop (``trainer=accelerate``) vs transformers' Trainer
                    (``trainer=hf_trainer``) on the same config.
@@ -37,6 +37,11 @@ Sections (``--sections``, default all):
                    BBC news in 256-token blocks, LoRA r=16 on q/k/v/o), our loop vs transformers' Trainer with
                    peft, same config; ``trainer.mixed_precision=auto`` (the preset's default) for both, the
                    precision it resolved to printed beside the ratio.
+* ``choices``      (not in the default set) the training decisions of ``experiments/hardware_table.yaml`` on this
+                   machine: fp32 and bf16 autocast, each with SDPA and eager attention; each decision's winner
+                   is the alternative where it ran the table's ``margin`` faster, else the conservative value.
+                   ``--record`` writes the winners into the table under this machine's kind
+                   (``hardware.hardware_class``), with the machine, the date, the command and the figures.
 * ``padding_share`` no training: share of padded positions (``attention_mask == 0``) and of loss-bearing label
                    tokens (``labels != -100``, LM families) in the first ``--share-batches`` shuffled train
                    batches of each task family, built by the task objects (``build_experiment``) and collated by
@@ -92,7 +97,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("loop_vs_hf", "defaults", "padding", "precision", "utilisation", "causal_lora", "padding_share")
+SECTIONS = ("loop_vs_hf", "defaults", "padding", "precision", "utilisation", "causal_lora", "padding_share",
+            "choices", "profile")
+OPT_IN_SECTIONS = ("choices", "profile")  # not in the default set
 STATIC_LENGTH = 128
 MATMUL_SIZE = 2048  # the matmul peak's size on CPU
 MATMUL_SIZE_CUDA = 8192  # on a GPU: a 2048 matmul takes tens of microseconds, too short to time against launches
@@ -230,6 +237,10 @@ VARIANT_OVERRIDES: Dict[str, List[str]] = {
     "defaults_ours": ["trainer=accelerate"],
     "defaults_hf": ["trainer=hf_trainer", *TRANSFORMERS_DEFAULTS,
                     *dict.fromkeys(override for _, _, override in TRAINING_ARGUMENTS_DEFAULTS)],
+    "profile_defaults": ["trainer=accelerate"],
+    **{f"choice_{precision}_{attention}": ["trainer=accelerate", f"trainer.mixed_precision={setting}",
+                                           f"model.attn_implementation={attention}"]
+       for precision, setting in (("fp32", "no"), ("bf16", "bf16")) for attention in ("sdpa", "eager")},
 }
 
 VARIANT_LABELS = {
@@ -242,11 +253,14 @@ VARIANT_LABELS = {
     "causal_hf": "HF Trainer + peft, SmolLM2 + LoRA, 256-token blocks",
     "defaults_ours": "accelerate loop, our config defaults",
     "defaults_hf": "HF Trainer, TrainingArguments defaults (fp32)",
+    "profile_defaults": "accelerate loop, our config defaults, under torch.profiler",
+    **{f"choice_{precision}_{attention}": f"accelerate loop, {precision}, {attention} attention"
+       for precision in ("fp32", "bf16") for attention in ("sdpa", "eager")},
 }
 
 # Which base a variant's overrides go on top of (see variant_overrides).
 VARIANT_BASE = {"causal_ours": "causal", "causal_hf": "causal", "defaults_ours": "defaults",
-                "defaults_hf": "defaults"}
+                "defaults_hf": "defaults", "profile_defaults": "defaults"}
 MINILM_BASES = ("minilm", "defaults")  # the bases on MRPC (or their stand-in when the mirror lacks it)
 
 SECTION_VARIANTS = {
@@ -256,6 +270,8 @@ SECTION_VARIANTS = {
     "utilisation": ["ours", "ours_bf16"],
     "causal_lora": ["causal_ours", "causal_hf"],
     "defaults": ["defaults_ours", "defaults_hf"],
+    "profile": ["profile_defaults"],
+    "choices": ["choice_fp32_sdpa", "choice_fp32_eager", "choice_bf16_sdpa", "choice_bf16_eager"],
     "padding_share": [],  # no training: measured in this process (padding_share_rows)
 }
 
@@ -462,6 +478,76 @@ class StepClock:
         return sum(b * s for b, s in self.batches)
 
 
+# The profile section: where a training step's time goes, per class of operator (torch.profiler's self CPU time
+# of every aten op over steps 3..N, warm-up excluded), first pattern that matches an op's name wins.
+PROFILED = ("profile_defaults",)
+OP_CLASSES = (
+    ("normalisation", ("layer_norm", "rms_norm")),
+    ("optimizer", ("adam", "_foreach_", "clip_grad", "linalg_vector_norm")),
+    ("attention", ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax")),
+    ("matmul", ("mm", "addmm", "bmm", "matmul", "linear", "mkldnn")),
+    ("activation", ("gelu", "tanh", "relu", "silu")),
+    ("loss", ("cross_entropy", "nll_loss", "log_softmax")),
+    ("embedding", ("embedding", "index_select")),
+    ("dropout masks", ("bernoulli", "native_dropout", "dropout")),
+    ("copies and casts", ("copy_", "_to_copy", "to", "clone", "contiguous", "cat", "fill_", "zero_", "empty")),
+    ("elementwise", ("add", "mul", "div", "sub", "where", "masked_fill", "sum", "mean", "rsub")),
+)
+
+
+def op_class(name: str) -> str:
+    """An aten op's class: a pattern of 4+ letters anywhere in its name, a shorter one as the whole name or its
+    stem (``add``, ``add_``, ``add_backward``)."""
+    bare = name.split("::")[-1]
+
+    def matches(part: str) -> bool:
+        return part in bare if len(part) > 3 else bare == part or bare.startswith(part + "_")
+
+    return next((label for label, parts in OP_CLASSES if any(matches(part) for part in parts)), "other")
+
+
+class OpProfile:
+    """torch.profiler over optimizer steps 3..N of a run (advanced by a global optimizer-step hook, like
+    StepClock), when ``enabled``; :meth:`summary` is the self CPU time per op class and the top ops."""
+
+    def __init__(self, steps: int, enabled: bool) -> None:
+        self.enabled = enabled and steps >= 3
+        self.steps, self._profiler, self._handle, self._started = steps, None, None, 0.0
+
+    def __enter__(self) -> "OpProfile":
+        if self.enabled:
+            from torch.optim.optimizer import register_optimizer_step_post_hook
+            from torch.profiler import ProfilerActivity, profile, schedule
+
+            self._profiler = profile(activities=[ProfilerActivity.CPU],
+                                     schedule=schedule(wait=1, warmup=1, active=self.steps - 2, repeat=1))
+            self._profiler.__enter__()
+            self._handle = register_optimizer_step_post_hook(self._on_step)
+        return self
+
+    def _on_step(self, *args: Any) -> None:
+        self._profiler.step()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._profiler is not None:
+            self._handle.remove()
+            self._profiler.__exit__(*exc)
+
+    def summary(self) -> Optional[Dict[str, Any]]:
+        if self._profiler is None:
+            return None
+        ops = [(e.key, e.self_cpu_time_total / 1e6) for e in self._profiler.key_averages() if e.key.startswith("aten::")]
+        total = sum(seconds for _, seconds in ops) or 1.0
+        classes: Dict[str, float] = {}
+        for name, seconds in ops:
+            classes[op_class(name)] = classes.get(op_class(name), 0.0) + seconds
+        ranked = sorted(classes.items(), key=lambda item: -item[1])
+        return {"steps": self.steps - 2, "op_seconds": total,
+                "classes": {label: {"seconds": secs, "share": secs / total} for label, secs in ranked},
+                "top_ops": [{"op": name, "seconds": secs, "share": secs / total}
+                            for name, secs in sorted(ops, key=lambda item: -item[1])[:12]]}
+
+
 def speed_settings(typed) -> Dict[str, Any]:
     """The composed config's keys that the defaults section compares (as set, before ``auto`` resolves)."""
     t = typed.trainer
@@ -513,7 +599,7 @@ def run_worker(spec_path: Path) -> int:
 
     typed = to_typed(compose(spec["overrides"], output_dir=str(run_dir)))
     wall = time.perf_counter()
-    with StepClock() as clock:
+    with StepClock() as clock, OpProfile(typed.trainer.max_steps, spec["name"] in PROFILED) as profile:
         payload = train(typed, run_dir)
     wall = time.perf_counter() - wall
     final = payload.get("final", {})
@@ -538,6 +624,7 @@ def run_worker(spec_path: Path) -> int:
         "model_shape": clock.model_shape,
         "model_class": clock.model_class,
         "total_tokens": clock.total_tokens(),
+        "profile": profile.summary(),
     }
     Path(spec["out"]).write_text(json.dumps(result, indent=2))
     return 0
@@ -643,6 +730,7 @@ def summarise(name: str, repeats: List[Dict[str, Any]]) -> Dict[str, Any]:
         "resolved": repeats[-1].get("resolved"),
         "training_arguments_vs_defaults": repeats[-1].get("training_arguments_vs_defaults"),
         "flop_count_check": flop_count_check(repeats[-1]),
+        "profile": repeats[-1].get("profile"),
         "runs": repeats,
     }
 
@@ -708,6 +796,11 @@ def build_sections(sections: List[str], runs: Dict[str, Dict[str, Any]], peaks: 
                                               "bf16": runs["ours_bf16"]["eval_accuracy"]}}
         elif section == "utilisation":
             out[section] = {"rows": rows, **utilisation_section(runs, peaks, device, matmul_size)}
+        elif section == "profile":
+            out[section] = {"rows": rows, "profile": runs["profile_defaults"]["profile"],
+                            "resolved": runs["profile_defaults"]["resolved"]}
+        elif section == "choices":
+            out[section] = {"rows": rows, **choices_section(runs)}
         elif section == "causal_lora":
             out[section] = {"rows": rows, "ratio_name": "ours/HF tokens/s",
                             **ratios(runs, "causal_ours", "causal_hf", unit="tokens"),
@@ -715,6 +808,101 @@ def build_sections(sections: List[str], runs: Dict[str, Dict[str, Any]], peaks: 
                                                 "ours": runs["causal_ours"]["mixed_precision"],
                                                 "hf": runs["causal_hf"]["mixed_precision"]}}
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The choices section: the training decisions of experiments/hardware_table.yaml, measured on this machine.
+# ----------------------------------------------------------------------------------------------------------
+
+def choices_section(runs: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """Each training decision's winner on this machine: the alternative (bf16 autocast; eager attention) where it
+    ran at least the table's ``margin`` faster than the conservative value, else the conservative value."""
+    from experiments import hardware
+
+    table = hardware.load_table()
+    margin, conservative = table["margin"], table["conservative"]
+    rate = {name[len("choice_"):]: runs[name]["steady_samples_per_second"] for name in SECTION_VARIANTS["choices"]}
+
+    def pick(decision: str, alternative: str, faster: Optional[float], baseline: Optional[float],
+             what: str) -> Dict[str, Any]:
+        measured = ratio(faster, baseline)
+        wins = measured is not None and measured >= 1 + margin
+        return {"choice": alternative if wins else conservative[decision], "ratio": measured,
+                "figures": f"{what} {fmt(measured, '.2f', 'x')} the steady samples/s "
+                           f"({fmt(faster)} vs {fmt(baseline)}; winner needs >= {1 + margin:.2f}x)"}
+
+    best = {p: max((rate[f"{p}_{a}"] or 0.0) for a in ("sdpa", "eager")) or None for p in ("fp32", "bf16")}
+    return {"hardware": hardware.hardware_class(training_device()), "margin": margin, "decisions": {
+        "mixed_precision": pick("mixed_precision", "bf16", best["bf16"], best["fp32"],
+                                "bf16 autocast vs fp32 (the faster attention of each):"),
+        "attention_half_training": pick("attention_half_training", "eager", rate["bf16_eager"],
+                                        rate["bf16_sdpa"], "eager vs SDPA attention, bf16 training:"),
+        "attention": pick("attention", "eager", rate["fp32_eager"], rate["fp32_sdpa"],
+                          "eager vs SDPA attention, fp32 training:"),
+    }}
+
+
+# --check: each section's target on the machine the bench runs on (docs/speed.md); (key, least value).
+TARGETS = {"defaults": ("ratio", 2.0), "loop_vs_hf": ("ratio", 1.0), "causal_lora": ("ratio", 1.0)}
+UTILISATION_TARGET = 0.5  # training FLOP/s / the measured matmul peak, in the precision the defaults train in
+
+
+def check_targets(sections: Dict[str, Dict[str, Any]]) -> List[str]:
+    """One line per target a measured section falls below (skipped sections are not checked)."""
+    from experiments import hardware
+
+    failures = []
+    for name, (key, target) in TARGETS.items():
+        data = sections.get(name) or {"skipped": "not run"}
+        if "skipped" not in data and (data.get(key) is None or data[key] < target):
+            failures.append(f"{name}: {key} {fmt(data.get(key), '.2f')} < {target}")
+    util = sections.get("utilisation") or {"skipped": "not run"}
+    if "skipped" not in util:
+        precision = "bf16" if hardware.mixed_precision("auto") == "bf16" else "fp32"
+        value = util["utilisation"][precision]["utilisation_steady"]
+        if value is None or value < UTILISATION_TARGET:
+            failures.append(f"utilisation: {precision} training at {fmt(_pct(value), '.0f', ' %')} of the measured "
+                            f"{precision} matmul peak < {UTILISATION_TARGET:.0%}")
+    return failures
+
+
+def isa_caps() -> str:
+    """The ISA caps this run was under (oneDNN, ATen, MKL), as the machine's description must say."""
+    names = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+    caps = [f"{name}={os.environ[name]}" for name in names if os.environ.get(name)]
+    return f" under {' '.join(caps)}" if caps else ""
+
+
+def record_choices(section: Dict[str, Any], meta: Dict[str, Any], command: str, path: Optional[Path] = None) -> Path:
+    """Write the choices section's winners into the hardware table under this machine's kind, each with the
+    machine, the date, the command and the figures; the table's leading comment block is kept."""
+    import yaml
+
+    from experiments import hardware
+    from experiments.files import atomic_write
+
+    path = path or hardware.TABLE_PATH
+    text = path.read_text(encoding="utf-8")
+    header = "".join(line for line in text.splitlines(keepends=True)[:_comment_lines(text)])
+    table = yaml.safe_load(text)
+    kind = table.setdefault("classes", {}).setdefault(section["hardware"], {})
+    kind.setdefault("describes", f"measured on {meta['device_name']}")
+    measured = kind.get("measured") or {}
+    machine = device_text(meta["device_info"]) + isa_caps()
+    for decision, result in section["decisions"].items():
+        measured[decision] = {"choice": result["choice"], "machine": machine, "date": time.strftime("%Y-%m-%d"),
+                              "command": command,
+                              "figures": f"{result['figures']}; MiniLM on {meta['dataset']}, batch "
+                                         f"{meta['batch_size']}, {meta['steps']} steps, median of {meta['repeats']}"}
+    kind["measured"] = measured
+    atomic_write(path, header + "\n" + yaml.safe_dump(table, sort_keys=False, width=110, allow_unicode=True))
+    return path
+
+
+def _comment_lines(text: str) -> int:
+    """How many lines the table's leading comment block takes."""
+    lines = text.splitlines()
+    return next((i for i, line in enumerate(lines) if line.strip() and not line.startswith("#")), len(lines))
 
 
 def defaults_section(runs: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
@@ -857,12 +1045,30 @@ def render_ratio(section: str, data: Dict[str, Any]) -> List[str]:
                 f"(eval accuracy fp32 {fmt(acc['fp32'], '.4f')}, bf16 {fmt(acc['bf16'], '.4f')})"]
     if section == "utilisation":
         return render_utilisation(data)
+    if section == "profile":
+        return render_profile(data)
+    if section == "choices":
+        return [f"  {name:<24}= {result['choice']:<6} {result['figures']}"
+                for name, result in data["decisions"].items()] + [f"  (hardware kind: {data['hardware']})"]
     if section == "causal_lora":
         mp = data["mixed_precision"]
         return [f"  causal LoRA ours/HF     = {headline} tokens/s   "
                 f"(trainer.mixed_precision={mp['setting']} -> ours {'/'.join(mp['ours'])}, "
                 f"HF {'/'.join(mp['hf'])})"]
     return []
+
+
+def render_profile(data: Dict[str, Any]) -> List[str]:
+    """Share of operator time per class, then the top operators."""
+    profile = data["profile"] or {}
+    if not profile:
+        return ["  profile: no steps profiled (needs --steps >= 3)"]
+    lines = [f"  profile of our defaults over {profile['steps']} steps ({profile['op_seconds']:.2f} s of aten ops):"]
+    lines += [f"    {label:<18} {100 * c['share']:5.1f} %  {c['seconds']:7.2f} s"
+              for label, c in profile["classes"].items()]
+    lines.append("    top ops: " + ", ".join(f"{o['op'].split('::')[-1]} {100 * o['share']:.1f} %"
+                                          for o in profile["top_ops"][:8]))
+    return lines
 
 
 def render_defaults(data: Dict[str, Any], headline: str) -> List[str]:
@@ -1080,12 +1286,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-eval-samples", type=int, default=200,
                         help="cap on eval rows for the accuracy column (0: the whole eval split)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch.set_num_threads for everything")
-    parser.add_argument("--sections", default=",".join(SECTIONS),
+    parser.add_argument("--sections", default=",".join(s for s in SECTIONS if s not in OPT_IN_SECTIONS),
                         help=f"comma-separated subset of: {', '.join(SECTIONS)}")
     parser.add_argument("--repeats", type=int, default=1, help="runs per variant, interleaved; the median is shown")
     parser.add_argument("--mirror", default=os.environ.get("EXPERIMENTS_MIRROR") or str(REPO.parent / "shared" / "data"),
                         help="local data mirror holding glue/MRPC, squad/, translation/, summarization/ "
                              "(default: $EXPERIMENTS_MIRROR or ../shared/data)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when a section's ratio falls below its target (TARGETS) on this machine")
+    parser.add_argument("--record", action="store_true",
+                        help="choices section: write its winners into the hardware table for this machine's kind")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1100,6 +1310,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         minimum = 2 if key == "steps" else 1
         if getattr(args, key) < minimum:
             parser.error(f"--{key.replace('_', '-')} must be >= {minimum}")
+    if args.record and "choices" not in sections:
+        parser.error("--record writes the choices section's winners: add choices to --sections")
     args.mirror = str(Path(args.mirror).resolve())
     args.max_eval_samples = args.max_eval_samples or None
     return args
@@ -1190,9 +1402,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         meta["matmul_peaks_measured"] = peaks_each
     print()
     print(render(meta, sections), flush=True)
+    if args.record and "choices" in sections:
+        given = list(argv if argv is not None else sys.argv[1:])
+        kept = [a for i, a in enumerate(given) if a != "--json" and (i == 0 or given[i - 1] != "--json")]
+        command = isa_caps().replace(" under ", "").strip() + " scripts/bench_train.py " + " ".join(kept)
+        print(f"\nrecorded the choices of {sections['choices']['hardware']} in "
+              f"{record_choices(sections['choices'], meta, command.strip())}")
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({"meta": meta, "sections": sections}, indent=2, default=str) + "\n")
         print(f"\nwrote {args.json_path}")
+    if args.check:
+        failures = check_targets(sections)
+        print("\ncheck: " + ("every measured ratio meets its target" if not failures
+                             else "below target: " + "; ".join(failures)))
+        return 1 if failures else 0
     return 0
 
 

@@ -28,13 +28,15 @@ def test_ratios_compare_our_defaults_and_our_paths_with_the_plain_call(bench):
 
 
 def test_label_agreement_counts_equal_labels_of_auto_and_float32_weights(bench, tiny_models, shared_data):
-    from experiments.hardware import cpu_runs_bf16_fast
+    import torch
+
+    from experiments.hardware import inference_dtype
 
     sentences = bench._sentences(Path(shared_data), 24)
     result = bench.label_agreement(tiny_models["classifier"], sentences, threads=1)
     assert result["n"] == 24 and 0 <= result["agree"] <= 24
     assert result["agreement"] == pytest.approx(result["agree"] / 24)
-    assert result["dtype"] == ("bfloat16" if cpu_runs_bf16_fast() else "float32")
+    assert result["dtype"] == inference_dtype("auto", torch.device("cpu"))
 
 
 @pytest.mark.slow
@@ -51,3 +53,15 @@ def test_one_task_end_to_end_writes_its_rows_and_ratios(tmp_path):
     assert all(row[c] > 0 for c in ("ours/defaults", "ours/manual", "ours/pipeline", "pipeline(bs=32)", "one-by-one"))
     assert row["ratios"]["defaults/plain"] == pytest.approx(row["ours/defaults"] / row["pipeline(bs=32)"])
     assert data["device"] and data["agreement"] is None
+
+
+def test_check_names_each_task_below_its_target(bench):
+    rows = [{"task": "fill-mask", "ours/defaults": 190.0, "ours/manual": 100.0, "pipeline(bs=32)": 100.0,
+             "one-by-one": 10.0},
+            {"task": "text-generation", "ours/defaults": 12.0, "ours/manual": 10.0, "pipeline(bs=32)": 10.0,
+             "one-by-one": 1.0},
+            {"task": "summarization", "ours/defaults": 1.0, "ours/manual": 1.0, "one-by-one": 1.0}]
+    assert bench.check_targets(rows, 32, {"agreement": 1.0}) == ["text-generation: defaults/plain 1.2 < 1.3"]
+    rows[0]["ours/defaults"] = 170.0
+    failures = bench.check_targets(rows, 32, {"agreement": 0.99})
+    assert [f.split(":")[0] for f in failures] == ["fill-mask", "text-generation", "label agreement 0.9900 < 0.995"]

@@ -35,7 +35,8 @@ def test_bad_section_is_a_usage_error():
 
 def test_sections_and_sizes_parse(bench):
     args = bench.parse_args([])
-    assert args.sections == list(bench.SECTIONS)
+    assert args.sections == [s for s in bench.SECTIONS if s not in bench.OPT_IN_SECTIONS] == [
+        "loop_vs_hf", "defaults", "padding", "precision", "utilisation", "causal_lora", "padding_share"]
     assert {"causal_lora", "padding_share"} <= set(args.sections)
     assert (args.causal_batch_size, args.share_batches) == (8, 20)
     args = bench.parse_args(["--sections", "causal_lora, padding_share", "--causal-batch-size", "4"])
@@ -437,3 +438,97 @@ def test_smallest_loop_vs_hf_run(tmp_path: Path, shared_data: Path):
     assert section["ratio"] > 0
     # The loop's own FLOP count equals 6 x non-embedding params x the tokens the clock counted.
     assert section["rows"][0]["flop_count_check"] == pytest.approx(1.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("rates, expected", [
+    # fp32 sdpa, fp32 eager, bf16 sdpa, bf16 eager -> mixed_precision, attention_half_training, attention
+    ((100.0, 90.0, 160.0, 200.0), ("bf16", "eager", "sdpa")),
+    ((100.0, 104.0, 103.0, 90.0), ("no", "sdpa", "sdpa")),  # within the margin: the conservative value stays
+    ((100.0, 120.0, 50.0, 60.0), ("no", "eager", "eager")),
+])
+def test_choices_section_picks_an_alternative_only_where_it_beats_the_margin(bench, tmp_path, rates, expected):
+    from experiments import hardware
+
+    names = bench.SECTION_VARIANTS["choices"]
+    runs = {name: _summary(bench, name, rate, 0.7, "no") for name, rate in zip(names, rates)}
+    section = bench.build_sections(["choices"], runs, None, {})["choices"]
+    decisions = section["decisions"]
+    assert (decisions["mixed_precision"]["choice"], decisions["attention_half_training"]["choice"],
+            decisions["attention"]["choice"]) == expected
+    assert section["hardware"] == hardware.hardware_class("cpu")
+    assert decisions["attention"]["ratio"] == pytest.approx(rates[1] / rates[0])
+
+    table = tmp_path / "hardware_table.yaml"
+    table.write_text(hardware.TABLE_PATH.read_text())
+    section["hardware"] = "cpu-made-up"
+    meta = _meta(device_name="Made-up CPU", device_info={"type": "cpu", "name": "Made-up CPU", "cpu_cores": 2})
+    bench.record_choices(section, meta, "scripts/bench_train.py --sections choices --record", table)
+    assert table.read_text().startswith(hardware.TABLE_PATH.read_text().split("\nmargin:")[0])  # comments kept
+    written = hardware.load_table(table)
+    assert written["classes"]["cpu-amx"] == hardware.load_table()["classes"]["cpu-amx"]  # the others untouched
+    entry = written["classes"]["cpu-made-up"]["measured"]["mixed_precision"]
+    assert entry["choice"] == expected[0] and entry["machine"].startswith("Made-up CPU")
+    assert entry["command"].endswith("--record") and "MiniLM on mrpc, batch 32" in entry["figures"]
+    text = bench.render(_meta(base_overrides={"minilm": []}), {"choices": section})
+    assert f"mixed_precision         = {expected[0]}" in text
+
+
+def test_record_needs_the_choices_section(bench):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--sections", "precision", "--record"])
+
+
+def test_check_fails_on_each_ratio_below_its_target_and_ignores_skipped_sections(bench, monkeypatch):
+    from experiments import hardware
+
+    monkeypatch.setattr(hardware, "mixed_precision", lambda value: "bf16")
+    util = {"utilisation": {"bf16": {"utilisation_steady": 0.6}, "fp32": {"utilisation_steady": 0.1}}}
+    sections = {"defaults": {"ratio": 2.3}, "loop_vs_hf": {"ratio": 1.01}, "causal_lora": {"skipped": "no GGUF"},
+                "utilisation": util}
+    assert bench.check_targets(sections) == []
+    sections["defaults"]["ratio"], sections["loop_vs_hf"]["ratio"] = 1.99, None
+    util["utilisation"]["bf16"]["utilisation_steady"] = 0.11
+    failures = bench.check_targets(sections)
+    assert [f.split(":")[0] for f in failures] == ["defaults", "loop_vs_hf", "utilisation"]
+    assert "bf16 training at 11 %" in failures[2]
+    monkeypatch.setattr(hardware, "mixed_precision", lambda value: "no")  # fp32 is what the defaults train in
+    assert "fp32 training at 10 %" in bench.check_targets(sections)[2]
+
+
+@pytest.mark.parametrize("op, expected", [
+    ("aten::addmm", "matmul"), ("aten::mm", "matmul"), ("aten::bmm", "matmul"), ("aten::_fused_adamw_", "optimizer"),
+    ("aten::native_layer_norm_backward", "normalisation"), ("aten::_scaled_dot_product_flash_attention_for_cpu",
+                                                            "attention"),
+    ("aten::_softmax_backward_data", "attention"), ("aten::gelu_backward", "activation"),
+    ("aten::_to_copy", "copies and casts"), ("aten::to", "copies and casts"), ("aten::add_", "elementwise"),
+    ("aten::mul", "elementwise"), ("aten::embedding_dense_backward", "embedding"), ("aten::topk", "other"),
+    ("aten::nll_loss_forward", "loss"), ("aten::bernoulli_", "dropout masks"), ("aten::native_dropout", "dropout masks"),
+])
+def test_op_classes(bench, op, expected):
+    assert bench.op_class(op) == expected
+
+
+def test_profile_section_reports_each_op_class_share(bench):
+    profile = {"steps": 8, "op_seconds": 4.0,
+               "classes": {"matmul": {"seconds": 3.0, "share": 0.75}, "optimizer": {"seconds": 1.0, "share": 0.25}},
+               "top_ops": [{"op": "aten::addmm", "seconds": 2.0, "share": 0.5}]}
+    runs = {"profile_defaults": _summary(bench, "profile_defaults", 100.0, 0.7, "bf16", profile=profile,
+                                         resolved={"mixed_precision": "bf16"})}
+    section = bench.build_sections(["profile"], runs, None, {})["profile"]
+    assert section["profile"] == profile and section["resolved"] == {"mixed_precision": "bf16"}
+    text = bench.render(_meta(base_overrides={"defaults": []}), {"profile": section})
+    assert "matmul              75.0 %" in text and "top ops: addmm 50.0 %" in text
+    assert bench.plan_runs(bench.parse_args(["--sections", "profile"]))["bases"].keys() == {"defaults"}
+
+
+@pytest.mark.slow
+def test_smallest_profile_run_accounts_for_the_op_time_by_class(tmp_path: Path, shared_data: Path):
+    out = tmp_path / "bench.json"
+    proc = _run("--steps", "4", "--sections", "profile", "--max-train-samples", "128", "--max-eval-samples", "32",
+                "--mirror", str(shared_data), "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    profile = json.loads(out.read_text())["sections"]["profile"]["profile"]
+    assert profile["steps"] == 2 and profile["op_seconds"] > 0
+    shares = {label: c["share"] for label, c in profile["classes"].items()}
+    assert sum(shares.values()) == pytest.approx(1.0) and shares["matmul"] > 0.1 and shares["optimizer"] > 0
+    assert "profile of our defaults over 2 steps" in proc.stdout

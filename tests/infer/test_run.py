@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from experiments import hardware
 from experiments.errors import ExperimentError
 
 SPEED_KEYS = {"items_per_second", "tokens_per_second", "latency_p50_ms", "latency_p95_ms", "peak_memory_mb"}
@@ -147,14 +148,17 @@ def test_generation_reports_tokens_per_second_and_time_to_first_token_per_batch(
     generated = sum(b["generated_tokens"] for b in batches)
     assert final["generated_tokens_per_second"] == pytest.approx(generated / final["total_seconds"])
     assert 0 < final["time_to_first_token_p50_ms"] <= final["time_to_first_token_p95_ms"]
-    assert metrics["speed"] == {"dtype": "bfloat16" if _bf16_fast() else "float32", "attn_implementation": "sdpa",
-                                "compile": False}
+    assert metrics["speed"] == {"dtype": _auto_dtype(), "attn_implementation": "sdpa", "compile": False,
+                                "hardware": hardware.cpu_class(),
+                                "basis": {"dtype": hardware.table_choice("inference_dtype", "cpu").basis,
+                                          "attn_implementation": hardware.table_choice("attention", "cpu").basis,
+                                          "compile": hardware.table_choice("compile", "cpu").basis}}
 
 
-def _bf16_fast() -> bool:
-    from experiments.hardware import cpu_runs_bf16_fast
+def _auto_dtype() -> str:
+    import torch
 
-    return cpu_runs_bf16_fast()
+    return hardware.inference_dtype("auto", torch.device("cpu"))
 
 
 def test_zero_shot_uses_dataset_label_names(config, tiny_models, tmp_path):

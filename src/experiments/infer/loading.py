@@ -30,7 +30,12 @@ def speed_choices(task: Task, cfg: ExperimentConfig, device) -> Dict[str, Any]:
                                              half=dtype in ("bfloat16", "float16"), training=False)
     # generate() runs one shape per new token: compiling its forward recompiles, so generation stays eager
     compiled = hardware.use_compile(cfg.inference.compile, device.type) and not task.generates
-    return {"dtype": dtype, "attn_implementation": attention, "compile": compiled}
+    recorded = hardware.speed_basis(
+        device.type, dtype=("inference_dtype", cfg.inference.dtype),
+        attn_implementation=(hardware.attention_decision(dtype in ("bfloat16", "float16"), training=False),
+                             cfg.model.attn_implementation),
+        compile=("compile", cfg.inference.compile))
+    return {"dtype": dtype, "attn_implementation": attention, "compile": compiled, **recorded}
 
 
 def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any, str, Dict[str, Any]]:

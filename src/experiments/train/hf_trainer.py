@@ -312,7 +312,8 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
             attn_implementation=getattr(trainer.model.config, "_attn_implementation", None),
             optimizer=str(args.optim).split(".")[-1].lower(), compile=args.torch_compile,
             group_by_length=t.group_by_length, collator=cfg.collator.name,
-            device=hardware.device_name(args.device.type))})
+            device=hardware.device_name(args.device.type),
+            **hardware.training_basis(t.mixed_precision, cfg.model.attn_implementation, t.compile))})
     if not trainer.is_world_process_zero():
         return to_payload(record)
     if t.save_model and (mirror.stopped or {}).get("reason") != "pruned":  # a pruned trial's weights: not kept

@@ -66,7 +66,9 @@ def _speed_settings(model, optimizer, collator, accelerator, cfg) -> Dict[str, A
         compile=str(accelerator.state.dynamo_plugin.backend).split(".")[-1].lower() != "no",
         group_by_length=cfg.trainer.group_by_length, collator=cfg.collator.name,
         padding_free=getattr(collator, "flattens", False), distributed=cfg.trainer.distributed,
-        device=hardware.device_name(accelerator.device.type))
+        device=hardware.device_name(accelerator.device.type),
+        **hardware.training_basis(cfg.trainer.mixed_precision, cfg.model.attn_implementation, cfg.trainer.compile,
+                                  cfg.collator.padding_free))
 
 
 def _dataloaders(exp, cfg):
