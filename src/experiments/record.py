@@ -16,8 +16,8 @@ from typing import Any, Dict, Iterable, List, Optional
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1
 # Final metrics that describe speed or progress, not quality: kept in records, left out of tables and plots.
-SPEED_KEYS = ("eval_runtime_s", "eval_samples_per_second", "train_samples_per_second", "train_runtime_s",
-              "train_flops_per_second", "global_step", "epochs")
+SPEED_KEYS = ("eval_runtime_s", "eval_samples_per_second", "eval_steps_per_second", "train_samples_per_second",
+              "train_runtime_s", "train_flops_per_second", "global_step", "epochs")
 
 
 # Metrics where lower is better whatever trainer.greater_is_better says (the loss, and perplexity = exp(loss)).

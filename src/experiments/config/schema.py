@@ -312,6 +312,48 @@ class PeftConfig:
             raise ConfigValueError("peft.dropout", f"must be in [0, 1), got {self.dropout}")
 
 
+TUNING_METHODS = ("sft", "dpo", "grpo")
+# TRL DPOTrainer's loss types (DPOConfig.loss_type): sigmoid is DPO, ipo IPO, the others its variants
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down")
+
+
+@dataclass
+class TuningConfig:
+    """How the model learns: ``sft`` (the task's own loss on its targets) or ``dpo`` (direct preference
+    optimisation on prompt / chosen / rejected rows through TRL's DPOTrainer; the prompt is
+    ``dataset.text_column``, built into the task's prompt exactly as ``mode=infer`` builds it)."""
+
+    name: str = "sft"
+    beta: float = 0.1  # strength of the pull towards the reference model (DPO's beta; IPO's tau)
+    loss_type: str = "sigmoid"
+    chosen_column: str = "chosen"
+    rejected_column: str = "rejected"
+    # grpo: rewards (built-in names or module:function, experiments.metrics.rewards), the group of completions
+    # sampled per prompt, the KL coefficient, the sampling temperature and the completions per rollout
+    rewards: List[str] = field(default_factory=lambda: ["chrf"])
+    reward_weights: Optional[List[float]] = None
+    reward_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # e.g. {length: {target_words: 12}}
+    num_generations: int = 4
+    kl_coef: float = 0.04
+    temperature: float = 1.0
+    rollout_batch_size: Optional[int] = None  # completions generated per rollout (None: one optimizer step's batch)
+
+    def __post_init__(self) -> None:
+        _one_of("tuning.name", self.name, TUNING_METHODS)
+        _one_of("tuning.loss_type", self.loss_type, DPO_LOSSES)
+        _positive("tuning.beta", self.beta, allow_none=False)
+        _positive("tuning.temperature", self.temperature, allow_none=False)
+        _positive("tuning.kl_coef", self.kl_coef, allow_zero=True, allow_none=False)
+        _positive("tuning.rollout_batch_size", self.rollout_batch_size)
+        if self.num_generations < 2:
+            raise ConfigValueError("tuning.num_generations", f"must be at least 2 (a group to compare), got "
+                                                             f"{self.num_generations}")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ConfigValueError("tuning.reward_weights", f"has {len(self.reward_weights)} weights for "
+                                                            f"{len(self.rewards)} rewards")
+
+
 @dataclass
 class LoggerConfig:
     trackers: List[str] = field(default_factory=lambda: ["csv"])
@@ -442,6 +484,7 @@ class ExperimentConfig:
     collator: CollatorConfig = field(default_factory=CollatorConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     task: TaskConfig = field(default_factory=TaskConfig)

@@ -22,6 +22,8 @@ def train(cfg, run_dir: Path) -> Dict[str, Any]:
         launched = cfg.trainer.num_processes > 1 or cfg.trainer.num_machines > 1 or cfg.trainer.distributed == "fsdp"
         if launched and not in_distributed_worker():
             return launch_workers(cfg, run_dir)
+        if cfg.tuning.name != "sft":  # TRL's trainers on the HF Trainer spine (TRL imported only here)
+            return _run_trl(cfg, run_dir)
         if cfg.trainer.backend == "hf_trainer":
             from experiments.train.hf_trainer import run as run_hf
 
@@ -31,3 +33,21 @@ def train(cfg, run_dir: Path) -> Dict[str, Any]:
         return run_loop(cfg, run_dir)
     finally:
         stop.deferring = False
+
+
+def _run_trl(cfg, run_dir: Path) -> Dict[str, Any]:
+    """``tuning=dpo`` / ``grpo``: TRL's trainer for the method, one line when TRL is not installed."""
+    import importlib.util
+
+    from experiments.errors import ExperimentError
+
+    if importlib.util.find_spec("trl") is None:
+        raise ExperimentError(f"tuning={cfg.tuning.name} needs TRL: pip install 'trl>=1.16' "
+                              f"(or pip install -e '.[preference]')")
+    if cfg.tuning.name == "grpo":
+        from experiments.train.reinforcement import run as run_grpo
+
+        return run_grpo(cfg, run_dir)
+    from experiments.train.preference import run as run_dpo
+
+    return run_dpo(cfg, run_dir)

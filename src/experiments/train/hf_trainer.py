@@ -30,15 +30,18 @@ from experiments.train.common import (
 log = logging.getLogger(__name__)
 
 
-def training_arguments(cfg, run_dir: Path):
+def training_arguments(cfg, run_dir: Path, arguments_class=None, **extra: Any):
+    """The Trainer's arguments from ``cfg.trainer`` (an ``arguments_class`` such as TRL's DPOConfig takes the same
+    ones, ``extra`` added or replacing them)."""
     from transformers import TrainingArguments
 
+    arguments_class = arguments_class or TrainingArguments
     t = cfg.trainer
     precision = hardware.mixed_precision(t.mixed_precision)
     device = hardware.training_device_type()
     strategy = "steps" if t.eval_steps else "epoch"
     save_strategy = "steps" if t.save_steps else "epoch"
-    return TrainingArguments(
+    values = dict(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
@@ -73,6 +76,7 @@ def training_arguments(cfg, run_dir: Path):
         use_cpu=device == "cpu",
         disable_tqdm=False,
     )
+    return arguments_class(**{**values, **extra})
 
 
 def _mirror_callback():
@@ -89,6 +93,7 @@ def _mirror_callback():
             self.stopped: Optional[Dict[str, Any]] = None
             self.run_dir: Optional[Path] = None
             self.evaluations: List[Dict[str, Any]] = []  # on every process (history: the main process's)
+            self.train_keys: tuple = ()  # a trainer's own per-step metrics kept in the train log (TRL's rewards)
 
         def _evals(self, logs: Dict[str, Any]) -> Dict[str, float]:
             """The eval metrics of a Trainer log (runtime in seconds; language models: perplexity =
@@ -132,7 +137,9 @@ def _mirror_callback():
                 return
             step, epoch = state.global_step, round(state.epoch or 0.0, 4)
             if "loss" in logs:
-                row = {"train_loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0))}
+                row = {"train_loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0)),
+                       **{key: float(logs[key]) for key in self.train_keys
+                          if isinstance(logs.get(key), (int, float)) and not isinstance(logs[key], bool)}}
                 self.train_log.append({"step": step, "epoch": epoch, **row})
                 self._log(row, step)
             evals = self._evals(logs)

@@ -1,0 +1,78 @@
+"""Reinforcement tuning (tuning=grpo, experiments.train.reinforcement): TRL's GRPOTrainer on the HF Trainer spine
+samples groups of completions, scores them with rewards named in config, logs the rewards' mean and spread, the KL
+and the completion lengths per step, and evaluates the task's own metric; a reward that cannot be imported, has the
+wrong signature, or returns NaN / the wrong number of values stops in one line."""
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import pytest
+
+GRPO = ["tuning=grpo", "task=translation", "model=local", "dataset=multi30k", "dataset.train_split=validation",
+        "dataset.eval_split=test", "dataset.max_train_samples=16", "dataset.max_eval_samples=4",
+        "task.max_new_tokens=6", "task.max_length=64", "trainer.mixed_precision=no", "trainer.max_steps=4",
+        "trainer.per_device_batch_size=8", "trainer.lr=1e-3", "trainer.warmup_ratio=0.0", "trainer.log_every_n_steps=1",
+        "trainer.eval_before_training=true", "trainer.eval_generate_samples=4", "trainer.save_steps=2",
+        "tuning.num_generations=4", "logger=csv"]
+
+
+def _user_rewards(folder):
+    """A module of user rewards, importable as ``user_rewards`` with ``folder`` on PYTHONPATH."""
+    (folder / "user_rewards.py").write_text(textwrap.dedent("""
+        def short(prompts, completions, **columns):
+            return [1.0 / (1 + len(str(c).split())) for c in completions]
+
+        def nan(prompts, completions, **columns):
+            return [float("nan")] * len(completions)
+
+        def too_few(prompts, completions, **columns):
+            return [0.0]
+
+        def no_keywords(text):
+            return 0.0
+    """))
+    return {"PYTHONPATH": str(folder)}
+
+
+@pytest.mark.slow
+def test_grpo_logs_rewards_kl_and_lengths_per_step_and_the_task_metric(cli, tiny_models, shared_data, tmp_path):
+    run = tmp_path / "run"
+    env = _user_rewards(tmp_path)
+    result = cli(*GRPO, f"model.name_or_path={tiny_models['gpt2']}", f"paths.mirror={shared_data}", "peft=lora",
+                 "tuning.rewards=[chrf,user_rewards:short]", "tuning.reward_weights=[1.0,0.5]",
+                 f"hydra.run.dir={run}", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    steps = metrics["train_log"]
+    assert [row["step"] for row in steps] == [1, 2, 3, 4]
+    for row in steps:
+        assert {"reward", "reward_std", "kl", "completions_mean_length"} <= set(row)
+        assert math.isfinite(row["reward"]) and row["reward_std"] >= 0 and 0 < row["completions_mean_length"] <= 6
+    assert metrics["history"][0]["step"] == 0 and metrics["history"][-1]["step"] == 4
+    assert "eval_chrf" in metrics["history"][-1] and metrics["best"]["metric"] == "eval_bleu"
+    assert (run / "last" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("rewards, message", [
+    ("[nope]", "tuning.rewards: 'nope' is neither a built-in reward"),
+    ("[user_rewards:missing]", "tuning.rewards: cannot import 'user_rewards:missing'"),
+    ("[user_rewards:no_keywords]", "must accept prompts=, completions="),
+    ("[user_rewards:nan]", "reward 'user_rewards.nan' returned nan for completion 0 (call 1)"),
+    ("[user_rewards:too_few]", "reward 'user_rewards.too_few' returned 1 values for 8 completions (call 1)"),
+])
+def test_a_bad_reward_stops_in_one_line(cli, tiny_models, shared_data, tmp_path, rewards, message):
+    result = cli(*GRPO, f"model.name_or_path={tiny_models['gpt2']}", f"paths.mirror={shared_data}",
+                 f"tuning.rewards={rewards}", "trainer.eval_before_training=false", f"hydra.run.dir={tmp_path}/run",
+                 env=_user_rewards(tmp_path))
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last and "Traceback" not in result.stderr
+
+
+def test_a_group_that_does_not_divide_the_rollout_is_one_line(cli, tiny_models, shared_data, tmp_path):
+    result = cli(*GRPO, f"model.name_or_path={tiny_models['gpt2']}", f"paths.mirror={shared_data}",
+                 "tuning.num_generations=3", f"hydra.run.dir={tmp_path}/run")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "tuning.num_generations=3 must divide the rollout batch of 8" in result.stderr.strip().splitlines()[-1]
