@@ -18,7 +18,13 @@ from typing import Any, Dict, List
 from trl import DPOConfig, DPOTrainer
 
 from experiments.errors import DataError
-from experiments.train.trl_spine import TaskMetrics, check_data_files, check_text_cells, generation_task
+from experiments.train.trl_spine import (
+    TaskMetrics,
+    check_data_files,
+    check_text_cells,
+    checked_splits,
+    generation_task,
+)
 from experiments.train.trl_spine import run as run_on_spine
 
 # TRL's per-step metrics kept in the run's train log beside the loss
@@ -43,20 +49,9 @@ def check_preference_rows(split, name: str, columns: List[str]) -> None:
 
 def preference_splits(raw, cfg):
     """(train, eval) raw splits with the prompt, chosen and rejected columns, checked."""
-    from experiments.data.prepare import select_text_splits
-
     columns = [cfg.dataset.text_column, cfg.tuning.chosen_column, cfg.tuning.rejected_column]
-    missing = [c for c in columns if any(c not in split.column_names for split in raw.values())]
-    if missing:
-        found = ", ".join(next(iter(raw.values())).column_names)
-        raise DataError(f"dataset '{cfg.dataset.name}' has no column(s) {missing} (columns: {found}); set "
-                        f"dataset.text_column (the prompt), tuning.chosen_column and tuning.rejected_column")
-    train, evaluation = select_text_splits(raw, cfg.dataset, columns)
-    for name, split in (("train", train), ("eval", evaluation)):
-        if len(split) == 0:
-            raise DataError(f"the {name} split of dataset '{cfg.dataset.name}' has no rows")
-        check_preference_rows(split, name, columns)
-    return train, evaluation
+    return checked_splits(raw, cfg, columns, "dataset.text_column (the prompt), tuning.chosen_column and "
+                                             "tuning.rejected_column", check_preference_rows)
 
 
 def pairs(split, task, cfg):

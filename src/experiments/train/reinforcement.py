@@ -17,8 +17,14 @@ from typing import Any, Dict, List
 
 from trl import GRPOConfig, GRPOTrainer
 
-from experiments.errors import DataError, ExperimentError
-from experiments.train.trl_spine import TaskMetrics, check_data_files, check_text_cells, generation_task
+from experiments.errors import ExperimentError
+from experiments.train.trl_spine import (
+    TaskMetrics,
+    check_data_files,
+    check_text_cells,
+    checked_splits,
+    generation_task,
+)
 from experiments.train.trl_spine import run as run_on_spine
 
 # TRL's per-step metrics kept in the run's train log (names without '/')
@@ -34,20 +40,9 @@ class RolloutTrainer(TaskMetrics, GRPOTrainer):
 
 def prompt_splits(raw, cfg, needs_reference: bool):
     """(train, eval) raw splits with the prompt column (and the reference column the rewards need), checked."""
-    from experiments.data.prepare import select_text_splits
-
     columns = [cfg.dataset.text_column] + ([cfg.dataset.label_column] if needs_reference else [])
-    missing = [c for c in columns if any(c not in split.column_names for split in raw.values())]
-    if missing:
-        found = ", ".join(next(iter(raw.values())).column_names)
-        raise DataError(f"dataset '{cfg.dataset.name}' has no column(s) {missing} (columns: {found}); set "
-                        f"dataset.text_column (the prompt) and dataset.label_column (the reference)")
-    train, evaluation = select_text_splits(raw, cfg.dataset, columns)
-    for name, split in (("train", train), ("eval", evaluation)):
-        if len(split) == 0:
-            raise DataError(f"the {name} split of dataset '{cfg.dataset.name}' has no rows")
-        check_text_cells(split, name, columns)
-    return train, evaluation
+    return checked_splits(raw, cfg, columns, "dataset.text_column (the prompt) and dataset.label_column (the "
+                                             "reference)", check_text_cells)
 
 
 def prompts(split, task, cfg, with_reference: bool):

@@ -101,6 +101,23 @@ def check_data_files(cfg, what: str) -> None:
                             f"the Multi30k set with: python scripts/build_preferences.py")
 
 
+def checked_splits(raw, cfg, columns: List[str], hint: str, check_rows: Callable[[Any, str, List[str]], None]):
+    """(train, eval) raw splits holding ``columns`` (else one line ending in ``hint``: which keys to set), each
+    non-empty and passing ``check_rows(split, name, columns)``."""
+    from experiments.data.prepare import select_text_splits
+
+    missing = [c for c in columns if any(c not in split.column_names for split in raw.values())]
+    if missing:
+        found = ", ".join(next(iter(raw.values())).column_names)
+        raise DataError(f"dataset '{cfg.dataset.name}' has no column(s) {missing} (columns: {found}); set {hint}")
+    train, evaluation = select_text_splits(raw, cfg.dataset, columns)
+    for name, split in (("train", train), ("eval", evaluation)):
+        if len(split) == 0:
+            raise DataError(f"the {name} split of dataset '{cfg.dataset.name}' has no rows")
+        check_rows(split, name, columns)
+    return train, evaluation
+
+
 def check_text_cells(split, name: str, columns: Iterable[str]) -> None:
     """Every cell of ``columns`` is a non-empty string: else one line naming the split, the row and the column."""
     for number, row in enumerate(split):
