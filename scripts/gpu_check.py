@@ -4,8 +4,10 @@
 Sections (``--sections``, default all), each independent: a section that fails records its one-line error and the
 next one runs.
 
-* ``train_defaults_vs_hf``  samples/s and MFU of a MiniLM fine-tune at our config defaults (bf16 autocast,
-                            torch.compile, ... as ``auto`` resolves them on the GPU) vs transformers' Trainer at
+* ``train_defaults_vs_hf``  samples/s and MFU of a MiniLM fine-tune at our config defaults (as ``auto`` resolves them
+                            on this GPU's kind: the conservative fp32 / SDPA / no compile until
+                            ``scripts/bench_train.py --sections choices --record`` has measured the kind into
+                            ``hardware_table.yaml``; the other sections below measure each choice) vs transformers' Trainer at
                             TrainingArguments' defaults: ``scripts/bench_train.py --sections defaults`` in a
                             subprocess, plus a bf16 matmul peak measured here (``bench_train.matmul_peak``). MFU
                             = the step clock's 6N FLOP/s over the GPU's dense bf16 datasheet peak

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +38,11 @@ class RayCluster:
 
     def __init__(self) -> None:
         self.temp_dir = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths have a length limit
+        # Ray writes the head's address to <RAY_TMPDIR>/ray/ray_current_cluster (default /tmp/ray), a file this
+        # test did not create and that a user's own cluster may own: point it into the test's directory.
+        self.saved_tmpdir = os.environ.get("RAY_TMPDIR")
+        os.environ["RAY_TMPDIR"] = self.temp_dir
+        os.makedirs(os.path.join(self.temp_dir, "ray"), exist_ok=True)
         started = time.time()
         self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
                                                                      "temp_dir": self.temp_dir})
@@ -73,8 +79,10 @@ class RayCluster:
 
     def shutdown(self) -> None:
         self.cluster.shutdown()
-        import shutil
-
+        if self.saved_tmpdir is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = self.saved_tmpdir
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 

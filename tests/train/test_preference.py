@@ -109,3 +109,25 @@ def test_runs_that_do_not_tune_preferences_never_import_trl():
             "assert 'trl' not in sys.modules, 'trl imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_an_optuna_search_over_beta_and_the_learning_rate(tiny_models, shared_data, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweep"))
+    from sweep_helpers import explain, run_sweep, summary
+
+    pairs = _write_pairs(shared_data, tmp_path / "pairs", train=16, held_out=8, seen=True)
+    sweep_dir = tmp_path / "multirun" / "beta"
+    overrides = [o for o in _dpo_overrides(pairs, tiny_models["gpt2"]) if not o.startswith("trainer.epochs")]
+    result = run_sweep([*overrides, "trainer.epochs=1", "trainer.eval_before_training=false", "hparams_search=optuna",
+                        "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=2", "objective=eval_rewards_margins",
+                        "hydra.sweeper.direction=maximize", "tuning.beta=choice(0.1,0.5)",
+                        "trainer.lr=choice(3e-2)", f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
+    assert result.returncode == 0, explain(result)
+    jobs = summary(sweep_dir)["jobs"]
+    assert len(jobs) == 2 and {j["status"] for j in jobs} == {"finished"}
+    import yaml
+
+    betas = sorted(yaml.safe_load((sweep_dir / j["run_dir"] / "config.yaml").read_text())["tuning"]["beta"]
+                   for j in jobs)
+    assert betas == [0.1, 0.5]

@@ -76,3 +76,27 @@ def test_a_group_that_does_not_divide_the_rollout_is_one_line(cli, tiny_models, 
                  "tuning.num_generations=3", f"hydra.run.dir={tmp_path}/run")
     assert result.returncode == 2, result.stderr[-3000:]
     assert "tuning.num_generations=3 must divide the rollout batch of 8" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_sweep_over_the_group_size(tiny_models, shared_data, tmp_path):
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweep"))
+    from sweep_helpers import explain, run_sweep, summary
+
+    sweep_dir = tmp_path / "multirun" / "groups"
+    overrides = [o for o in GRPO if not o.startswith(("tuning.num_generations", "trainer.max_steps"))]
+    result = run_sweep([*overrides, f"model.name_or_path={tiny_models['gpt2']}", f"paths.mirror={shared_data}",
+                        "trainer.max_steps=2", "trainer.eval_before_training=false", "tuning.num_generations=2,4",
+                        f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
+    assert result.returncode == 0, explain(result)
+    jobs = summary(sweep_dir)["jobs"]
+    assert len(jobs) == 2 and {j["status"] for j in jobs} == {"finished"}
+    for job in jobs:
+        config = yaml.safe_load((sweep_dir / job["run_dir"] / "config.yaml").read_text())
+        metrics = json.loads((sweep_dir / job["run_dir"] / "metrics.json").read_text())
+        assert config["tuning"]["num_generations"] in (2, 4) and metrics["train_log"][-1]["reward_std"] >= 0
