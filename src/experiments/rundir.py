@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from omegaconf import OmegaConf
 
 from experiments import locks
+from experiments.config.schema import training_backend
 from experiments.errors import ExperimentError
 from experiments.files import atomic_write
 from experiments.runs import CONFIG_FILE, flat_keys, read_config
@@ -62,7 +63,7 @@ def plan_single_run(overrides: List[str]) -> List[str]:
     lock_run_dir(run_dir)
     resume = typed.mode == "train" and resume_requested(typed.trainer.resume)
     if resume and resume_in_place(typed.trainer.resume):
-        check_resumable(run_dir, cfg, typed.trainer.backend)
+        check_resumable(run_dir, cfg, training_backend(typed))
         remove_stale_temporaries(run_dir)
         subdir = f".hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         os.environ[RESUME_SUBDIR_ENV] = str(run_dir.resolve() / subdir)

@@ -55,9 +55,10 @@ def test_diverged_loss_stops_with_exit_3_and_saves_no_best(tmp_path):
 
 def test_hf_trainer_diverged_loss_stops_with_exit_3(tmp_path):
     result = run(*TINY, "trainer=hf_trainer", "trainer.max_steps=4", "trainer.lr=1e6", "trainer.max_grad_norm=0",
-                 "trainer.per_device_batch_size=4", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+                 "trainer.per_device_batch_size=4", "trainer.save_model=true", f"hydra.run.dir={tmp_path}/run",
+                 cwd=tmp_path)
     assert_user_error(result, "training diverged", code=3)
-    assert not (tmp_path / "run" / "last").exists()
+    assert not (tmp_path / "run" / "best").exists() and not (tmp_path / "run" / "last").exists()
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

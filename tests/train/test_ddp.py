@@ -42,8 +42,8 @@ def test_two_processes_match_one_process_with_same_global_batch(cli, tmp_path, p
 
 def test_hf_trainer_loss_is_not_scaled_by_process_count(cli, tmp_path):
     """transformers' Trainer multiplies the logged loss by the world size unless
-    average_tokens_across_devices=False; the hf_trainer backend sets it."""
-    base = COMMON + ["trainer=hf_trainer", "trainer.save_steps=100"]
+    average_tokens_across_devices=False; the hf_trainer backend sets it. With the step-0 evaluation on."""
+    base = COMMON + ["trainer=hf_trainer", "trainer.save_steps=100", "trainer.eval_before_training=true"]
     one = cli(*base, "trainer.per_device_batch_size=16", f"hydra.run.dir={tmp_path}/one")
     assert one.returncode == 0, one.stderr[-3000:]
     two = cli(*base, "trainer.per_device_batch_size=8", "trainer.num_processes=2", f"hydra.run.dir={tmp_path}/two")
@@ -51,6 +51,8 @@ def test_hf_trainer_loss_is_not_scaled_by_process_count(cli, tmp_path):
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert m1["backend"] == m2["backend"] == "hf_trainer" and m2["num_processes"] == 2
+    # step 0 is evaluated inside train(), after DDP wraps the model (evaluated before it, the processes trained apart)
+    assert m1["history"][0]["step"] == m2["history"][0]["step"] == 0
     losses1 = [r["train_loss"] for r in m1["train_log"]]
     losses2 = [r["train_loss"] for r in m2["train_log"]]
     assert losses1 and losses2 == pytest.approx(losses1, rel=1e-3)

@@ -90,3 +90,10 @@ def test_a_restarted_slurm_job_resumes_only_from_a_whole_checkpoint(tmp_path, mo
     assert resume_settings(config, run_dir) == {}  # cut short: no loop_state.json
     (step / "loop_state.json").write_text('{"global_step": 2, "_files": {"model.safetensors": 10}}')
     assert resume_settings(config, run_dir) == {"trainer.resume": "true"}
+    # TRL's trainers (tuning=dpo / grpo) checkpoint on the HF Trainer spine whatever trainer.backend says
+    tuned, run_dir = OmegaConf.create({"trainer": {"backend": "accelerate"}, "tuning": {"name": "dpo"}}), tmp_path / "1"
+    hf_step = run_dir / "checkpoints" / "checkpoint-2"
+    hf_step.mkdir(parents=True)
+    assert resume_settings(tuned, run_dir) == {}  # cut short: no trainer_state.json
+    (hf_step / "trainer_state.json").write_text('{"global_step": 2}')
+    assert resume_settings(tuned, run_dir) == {"trainer.resume": "true"}

@@ -9,24 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import write_preference_pairs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments.errors import DataError
-
-
-def _write_pairs(shared_data: Path, folder: Path, train: int = 64, held_out: int = 16, seen: bool = False) -> Path:
-    """Multi30k en -> de: the reference translation chosen, another sentence's translation rejected; ``seen``:
-    the validation rows are the first train rows (what a tiny random model can learn in a few steps)."""
-    english = (shared_data / "translation" / "multi30k" / "val.en").read_text(encoding="utf-8").splitlines()
-    german = (shared_data / "translation" / "multi30k" / "val.de").read_text(encoding="utf-8").splitlines()
-    folder.mkdir(parents=True, exist_ok=True)
-    evaluation = range(held_out) if seen else range(train, train + held_out)
-    for split, rows in (("train", range(train)), ("validation", evaluation)):
-        lines = [json.dumps({"prompt": english[i], "chosen": german[i], "rejected": german[(i + 7) % len(german)]},
-                            ensure_ascii=False) for i in rows]
-        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
 
 
 def _dpo_overrides(pairs: Path, model: Path) -> list:
@@ -40,7 +27,7 @@ def _dpo_overrides(pairs: Path, model: Path) -> list:
 
 @pytest.mark.slow
 def test_dpo_learns_the_preference_and_evaluates_the_task_metric(cli, tiny_models, shared_data, tmp_path):
-    pairs = _write_pairs(shared_data, tmp_path / "pairs", seen=True)
+    pairs = write_preference_pairs(shared_data, tmp_path / "pairs", seen=True)
     run = tmp_path / "run"
     result = cli(*_dpo_overrides(pairs, tiny_models["gpt2"]), "peft=lora", "peft.r=8", f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -54,8 +41,9 @@ def test_dpo_learns_the_preference_and_evaluates_the_task_metric(cli, tiny_model
     assert metrics["best"]["metric"] == "eval_bleu" and metrics["task"] == "translation"
     assert 0 < metrics["trainable_params"] < metrics["total_params"]  # LoRA: the reference is the adapter disabled
     assert (run / "last" / "model.safetensors").exists() and metrics["train_log"]
-    # the tuned model runs as a translator through mode=infer
-    inferred = cli("mode=infer", "task=translation", "model=local", f"model.name_or_path={run}/last", "dataset=multi30k",
+    assert (run / "best" / "model.safetensors").exists()
+    # the best tuned model runs as a translator through mode=infer
+    inferred = cli("mode=infer", "task=translation", "model=local", f"model.name_or_path={run}/best", "dataset=multi30k",
                    f"paths.mirror={shared_data}", "inference.max_samples=4", "task.max_new_tokens=4",
                    "inference.progress=false", f"hydra.run.dir={tmp_path}/infer")
     assert inferred.returncode == 0, inferred.stderr[-3000:]
@@ -67,7 +55,7 @@ def test_dpo_learns_the_preference_and_evaluates_the_task_metric(cli, tiny_model
     (lambda row, i: {**row, "prompt": "  "} if i == 5 else row, "split 'train' row 5: column 'prompt'"),
 ])
 def test_bad_preference_rows_stop_before_the_model_loads(cli, tiny_models, shared_data, tmp_path, change, message):
-    pairs = _write_pairs(shared_data, tmp_path / "pairs", train=16, held_out=4)
+    pairs = write_preference_pairs(shared_data, tmp_path / "pairs", train=16, held_out=4)
     for split in ("train", "validation"):  # both files: the json reader wants the same columns in each
         path = pairs / f"{split}.jsonl"
         rows = [json.loads(line) for line in path.read_text().splitlines()]
@@ -79,7 +67,7 @@ def test_bad_preference_rows_stop_before_the_model_loads(cli, tiny_models, share
 
 
 def test_an_encoder_only_model_is_refused_in_one_line(cli, shared_data, tmp_path):
-    pairs = _write_pairs(shared_data, tmp_path / "pairs", train=8, held_out=4)
+    pairs = write_preference_pairs(shared_data, tmp_path / "pairs", train=8, held_out=4)
     result = cli(*[o for o in _dpo_overrides(pairs, Path("unused")) if not o.startswith("model")], "model=minilm",
                  f"hydra.run.dir={tmp_path}/run")
     assert result.returncode == 2, result.stderr[-2000:]
@@ -116,7 +104,7 @@ def test_an_optuna_search_over_beta_and_the_learning_rate(tiny_models, shared_da
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweep"))
     from sweep_helpers import explain, run_sweep, summary
 
-    pairs = _write_pairs(shared_data, tmp_path / "pairs", train=16, held_out=8, seen=True)
+    pairs = write_preference_pairs(shared_data, tmp_path / "pairs", train=16, held_out=8, seen=True)
     sweep_dir = tmp_path / "multirun" / "beta"
     overrides = [o for o in _dpo_overrides(pairs, tiny_models["gpt2"]) if not o.startswith("trainer.epochs")]
     result = run_sweep([*overrides, "trainer.epochs=1", "trainer.eval_before_training=false", "hparams_search=optuna",
@@ -131,3 +119,46 @@ def test_an_optuna_search_over_beta_and_the_learning_rate(tiny_models, shared_da
     betas = sorted(yaml.safe_load((sweep_dir / j["run_dir"] / "config.yaml").read_text())["tuning"]["beta"]
                    for j in jobs)
     assert betas == [0.1, 0.5]
+
+
+@pytest.mark.slow
+def test_dpo_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(cli, tiny_models, shared_data, tmp_path):
+    """SIGKILL after the step-2 checkpoint (while later steps or checkpoints are being written), then
+    ``trainer.resume=true``: the same losses, rewards and final metrics (LoRA dropout on: the RNG is restored)."""
+    from cli_helpers import assert_same_run, kill_when
+
+    pairs = write_preference_pairs(shared_data, tmp_path / "pairs", train=32, held_out=8, seen=True)
+    overrides = [*_dpo_overrides(pairs, tiny_models["gpt2"]), "peft=lora", "peft.r=8", "trainer.save_steps=2",
+                 "trainer.save_total_limit=10", "trainer.eval_steps=4", "trainer.log_every_n_steps=1"]
+    reference = cli(*overrides, f"hydra.run.dir={tmp_path}/reference")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    run = tmp_path / "killed"
+    kill_when(run / "checkpoints" / "checkpoint-2" / "trainer_state.json", *overrides, f"hydra.run.dir={run}")
+    resumed = cli(*overrides, "trainer.resume=true", f"hydra.run.dir={run}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ref, res = (json.loads((folder / "metrics.json").read_text()) for folder in (tmp_path / "reference", run))
+    assert res["resumed_from"] and int(res["resumed_from"].rsplit("-", 1)[1]) < ref["final"]["global_step"] == 8
+    assert_same_run(res, ref, ("eval_loss", "eval_rewards_margins", "eval_rewards_accuracies", "eval_bleu", "eval_chrf"))
+    assert res["best"] == ref["best"] and (run / "best" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_process_at_the_same_global_batch(cli, tiny_models, shared_data, tmp_path):
+    """gloo DDP through ``trainer.num_processes=2`` (4 pairs per process) against one process of 8: the same losses,
+    rewards and evaluations (dropout off and float32, so both compute the same function)."""
+    from cli_helpers import assert_same_run
+
+    pairs = write_preference_pairs(shared_data, tmp_path / "pairs", train=32, held_out=8, seen=True)
+    overrides = [*(o for o in _dpo_overrides(pairs, tiny_models["gpt2"]) if not o.startswith("trainer.per_device")),
+                 "peft=lora", "peft.r=8", "peft.dropout=0.0", "trainer.log_every_n_steps=1", "trainer.eval_steps=2",
+                 "trainer.save_model=false", *(f"+model.config_overrides.{key}=0.0"
+                                               for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))]
+    one = cli(*overrides, "trainer.per_device_batch_size=8", f"hydra.run.dir={tmp_path}/one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = cli(*overrides, "trainer.per_device_batch_size=4", "trainer.num_processes=2", f"hydra.run.dir={tmp_path}/two")
+    assert two.returncode == 0, two.stderr[-6000:]
+    m1, m2 = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
+    assert m2["num_processes"] == 2 and m2["distributed_type"] == "MULTI_CPU" and m1["num_processes"] == 1
+    assert m1["global_batch_size"] == m2["global_batch_size"] == 8 and m1["final"]["global_step"] == 8
+    assert_same_run(m2, m1, ("eval_loss", "eval_rewards_margins", "eval_rewards_accuracies", "eval_bleu"), rel=1e-4,
+                    abs_=2e-5)  # the all-reduce sums in another order: margins near 0 differ in the 6th decimal

@@ -100,3 +100,46 @@ def test_a_sweep_over_the_group_size(tiny_models, shared_data, tmp_path):
         config = yaml.safe_load((sweep_dir / job["run_dir"] / "config.yaml").read_text())
         metrics = json.loads((sweep_dir / job["run_dir"] / "metrics.json").read_text())
         assert config["tuning"]["num_generations"] in (2, 4) and metrics["train_log"][-1]["reward_std"] >= 0
+
+
+@pytest.mark.slow
+def test_grpo_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(cli, tiny_models, shared_data, tmp_path):
+    """SIGKILL after the step-2 checkpoint, then ``trainer.resume=true``: the same sampled rollouts (their rewards,
+    lengths and KL), losses and final metrics as the uninterrupted run: the rollout RNG is restored with the rest."""
+    from cli_helpers import assert_same_run, kill_when
+
+    env = _user_rewards(tmp_path)
+    overrides = [*GRPO, f"model.name_or_path={tiny_models['gpt2']}", f"paths.mirror={shared_data}", "peft=lora",
+                 "trainer.max_steps=6", "trainer.save_total_limit=10", "tuning.rewards=[chrf,user_rewards:short]"]
+    reference = cli(*overrides, f"hydra.run.dir={tmp_path}/reference", env=env)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    run = tmp_path / "killed"
+    kill_when(run / "checkpoints" / "checkpoint-2" / "trainer_state.json", *overrides, f"hydra.run.dir={run}", env=env)
+    resumed = cli(*overrides, "trainer.resume=true", f"hydra.run.dir={run}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ref, res = (json.loads((folder / "metrics.json").read_text()) for folder in (tmp_path / "reference", run))
+    assert res["resumed_from"] and int(res["resumed_from"].rsplit("-", 1)[1]) < ref["final"]["global_step"] == 6
+    assert {"reward", "reward_std", "kl", "completions_mean_length"} <= set(ref["train_log"][-1])
+    assert_same_run(res, ref, ("eval_loss", "eval_bleu", "eval_chrf"))
+
+
+@pytest.mark.slow
+def test_two_processes_run_the_groups_at_the_same_global_batch(cli, tiny_models, shared_data, tmp_path):
+    """gloo DDP through ``trainer.num_processes=2`` (4 completions per process) against one process of 8: the same
+    step-0 evaluation (greedy generation), the same steps, and finite rewards, KL and lengths at every step. The
+    sampled rollouts themselves differ: each process samples its share of the groups from its own random stream."""
+    overrides = [*(o for o in GRPO if not o.startswith("trainer.per_device")), f"paths.mirror={shared_data}",
+                 f"model.name_or_path={tiny_models['gpt2']}", "peft=lora", "trainer.save_model=false",
+                 "tuning.rewards=[chrf]"]
+    one = cli(*overrides, "trainer.per_device_batch_size=8", f"hydra.run.dir={tmp_path}/one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = cli(*overrides, "trainer.per_device_batch_size=4", "trainer.num_processes=2", f"hydra.run.dir={tmp_path}/two")
+    assert two.returncode == 0, two.stderr[-6000:]
+    m1, m2 = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
+    assert m2["num_processes"] == 2 and m2["distributed_type"] == "MULTI_CPU"
+    assert m1["global_batch_size"] == m2["global_batch_size"] == 8
+    for key in ("eval_bleu", "eval_chrf"):
+        assert m2["history"][0][key] == pytest.approx(m1["history"][0][key], rel=1e-6), key
+    assert [row["step"] for row in m2["train_log"]] == [row["step"] for row in m1["train_log"]] == [1, 2, 3, 4]
+    for row in m2["train_log"]:
+        assert all(math.isfinite(row[key]) for key in ("reward", "reward_std", "kl", "completions_mean_length"))

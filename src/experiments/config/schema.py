@@ -49,6 +49,20 @@ INT64 = 2 ** 63
 SEEDS = 2 ** 32  # numpy (and so transformers' and accelerate's set_seed) takes seeds 0 .. 2**32 - 1
 
 
+def training_backend(cfg) -> str:
+    """The backend a training run writes its checkpoints with: ``trainer.backend``, except that TRL's trainers
+    (``tuning`` other than ``sft``) always run on the HF Trainer spine. Takes the typed or the untyped config."""
+    def setting(dotted: str, default: str) -> str:
+        node = cfg
+        for part in dotted.split("."):
+            node = getattr(node, part, None)  # (omegaconf's missing-key error is an AttributeError)
+            if node is None:
+                return default
+        return str(node)
+
+    return "hf_trainer" if setting("tuning.name", "sft") != "sft" else setting("trainer.backend", "accelerate")
+
+
 def _seed(key: str, value: int) -> None:
     if not 0 <= value < SEEDS:
         raise ConfigValueError(key, f"must be in [0, {SEEDS - 1}], got {value}")

@@ -1,6 +1,7 @@
 """What both training backends share: build tokenizer, data, model and metric function from a config."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,3 +172,23 @@ def reset_accelerate_state() -> None:
 
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
+
+
+@contextlib.contextmanager
+def rng_untouched():
+    """Python's, numpy's and torch's (CPU and every CUDA device's) random states as they were before the block: an
+    evaluation before training (step 0) leaves the training run as it would be without it, so a run resumed from a
+    checkpoint (which skips that evaluation) draws its data order and dropout exactly as the uninterrupted one."""
+    import random
+
+    import numpy as np
+    import torch
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)

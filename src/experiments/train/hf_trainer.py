@@ -5,6 +5,7 @@ number of processes). Trackers are ours (experiments.tracking), fed by a callbac
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -65,6 +66,9 @@ def training_arguments(cfg, run_dir: Path, arguments_class=None, **extra: Any):
         # N machines with a run dir on each one's own disk: every node keeps a whole checkpoint (nodes.py)
         save_on_each_node=not nodes.shared_filesystem(run_dir, t.num_machines),
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        # step 0 inside train(), after the model is wrapped for DDP (an evaluate() before train() leaves it unwrapped
+        # and the processes' gradients unsynchronised); a resumed run turns it off (_resume_checkpoint)
+        eval_on_start=t.eval_before_training,
         logging_steps=t.log_every_n_steps,
         logging_nan_inf_filter=False,  # a diverged loss must show (and stop the run), not be averaged away
         dataloader_num_workers=t.dataloader_num_workers,
@@ -105,24 +109,50 @@ def _mirror_callback():
             return evals
 
         def on_train_begin(self, args, state, control, **kwargs):
-            """A resumed run's evaluations so far (the Trainer restores its log history before this)."""
+            """A resumed run's evaluations and train log so far (the Trainer restores its log history before this:
+            what was logged up to the checkpoint, none of what came after it)."""
             self.evaluations = [{"step": entry["step"], **self._evals(entry)} for entry in state.log_history
                                 if "eval_loss" in entry]
+            if state.is_world_process_zero:
+                self.history, self.train_log = [], []
+                for entry in state.log_history:
+                    self._keep(entry, entry["step"], round(entry.get("epoch") or 0.0, 4))
 
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            """``trainer.early_stopping_patience`` (the same rule as our loop) and a search's request to stop
-            (a pruned trial); every process decides alike."""
+        def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs):
+            """``best/`` when the best metric improved, ``trainer.early_stopping_patience`` (both the same rules
+            as our loop) and a search's request to stop (a pruned trial); every process decides alike."""
             if self.run_dir is not None and self.stopped is None:
                 self.stopped = requested_stop(self.run_dir, state.global_step, agree=any_process)
                 control.should_training_stop = control.should_training_stop or self.stopped is not None
-            if not metrics or not self.cfg.trainer.early_stopping_patience:
+            if not metrics:
                 return
             evals = self._evals(metrics)
+            key = best_metric_key(self.cfg, evals)
+            improved = math.isfinite(evals.get("eval_loss", 0.0)) and is_better(self.cfg, key, evals[key],
+                                                                                   self._best_value(key))
             self.evaluations.append({"step": state.global_step, **evals})
-            stopped = early_stop(self.cfg, best_metric_key(self.cfg, evals), self.evaluations)
+            if improved and state.is_world_process_zero:
+                self._save_best(model, processing_class)
+            stopped = early_stop(self.cfg, key, self.evaluations)
             if stopped and state.global_step > 0:
                 self.stopped = stopped
                 control.should_training_stop = True
+
+        def _best_value(self, key: str) -> Optional[float]:
+            best = None
+            for row in self.evaluations:
+                if key in row and is_better(self.cfg, key, row[key], best):
+                    best = row[key]
+            return best
+
+        def _save_best(self, model, tokenizer) -> None:
+            """``best/``: the model (merged, with its adapter beside it, under peft) + tokenizer, swapped in whole."""
+            from experiments import adapters
+            from experiments.files import replace_dir
+
+            if self.run_dir is not None and self.cfg.trainer.save_model and model is not None:
+                replace_dir(self.run_dir / "best",
+                            lambda tmp: adapters.save(model, tokenizer, tmp, self.cfg.peft, self.cfg.model))
 
         def on_step_end(self, args, state, control, **kwargs):
             if interrupts.current().requested:  # checkpoint this step, then stop (raised after train())
@@ -135,18 +165,26 @@ def _mirror_callback():
                                        f"lower trainer.lr (now {self.lr}) or check the data")
             if not logs or not state.is_world_process_zero:
                 return
-            step, epoch = state.global_step, round(state.epoch or 0.0, 4)
+            row, evals = self._keep(logs, state.global_step, round(state.epoch or 0.0, 4))
+            for values in (row, evals):
+                if values:
+                    self._log(values, state.global_step)
+            if evals:
+                self._write_progress()
+
+        def _keep(self, logs: Dict[str, Any], step: int, epoch: float):
+            """(train-log row, evaluation) of one Trainer log, each appended to ``train_log`` / ``history``
+            (empty when the log holds none)."""
+            row: Dict[str, float] = {}
             if "loss" in logs:
                 row = {"train_loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0)),
                        **{key: float(logs[key]) for key in self.train_keys
                           if isinstance(logs.get(key), (int, float)) and not isinstance(logs[key], bool)}}
                 self.train_log.append({"step": step, "epoch": epoch, **row})
-                self._log(row, step)
             evals = self._evals(logs)
             if evals:
                 self.history.append({"step": step, "epoch": epoch, **evals})
-                self._log(evals, step)
-                self._write_progress()
+            return row, evals
 
         def _write_progress(self) -> None:
             """The evaluations so far in metrics.json (what a search's pruner reads while the run trains)."""
@@ -166,18 +204,34 @@ def _mirror_callback():
 
 def _resume_checkpoint(t, output_dir: str) -> Optional[str]:
     """``trainer.resume``: this run's newest ``checkpoint-N`` (true/latest) or the given path."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     from experiments.train.checkpoints import nothing_to_continue, resume_in_place, resume_requested
 
     if not resume_requested(t.resume):
         return None
-    resume = get_last_checkpoint(output_dir) if resume_in_place(t.resume) else t.resume
+    resume = _last_whole_checkpoint(output_dir) if resume_in_place(t.resume) else t.resume
     if not resume and resume_in_place(t.resume) and nothing_to_continue(Path(output_dir).parent):
         return None  # stopped before its first checkpoint: it starts again from step 0
     if not resume:
         raise ExperimentError(f"trainer.resume: no checkpoint in {output_dir}")
     return resume
+
+
+def _last_whole_checkpoint(output_dir: str) -> Optional[str]:
+    """The newest ``checkpoint-N`` the Trainer finished writing. It writes ``trainer_state.json`` last, so a run
+    killed while saving leaves a newer folder without one, which transformers' ``get_last_checkpoint`` would pick."""
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    def whole(path: Path) -> bool:
+        try:
+            return isinstance(json.loads((path / TRAINER_STATE_NAME).read_text(encoding="utf-8")), dict)
+        except (OSError, ValueError):  # missing, or cut while it was written
+            return False
+
+    folder = Path(output_dir)
+    steps = [int(p.name.rsplit("-", 1)[1]) for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+             if p.name.rsplit("-", 1)[1].isdigit() and whole(p)] if folder.is_dir() else []
+    return str(folder / f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
 
 
 def _start_tracking(cfg, run_dir: Path, name: str, resume: Optional[str]):
@@ -264,6 +318,8 @@ def _train(trainer, resume: Optional[str], run_dir: Path):
     """``trainer.train``; a signal recorded during it stops at the next step with a checkpoint."""
     stop = interrupts.current()
     stop.check()  # a signal during set-up: stop before training
+    if resume is not None:
+        trainer.args.eval_on_start = False  # the step-0 evaluation is in the checkpoint's history already
     try:
         result = trainer.train(resume_from_checkpoint=resume)
     except RuntimeError as exc:  # torch's checkpoint writer on a full disk: one line, as in our loop

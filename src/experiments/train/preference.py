@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List
 
+from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
 from experiments.errors import DataError
@@ -28,13 +29,26 @@ from experiments.train.trl_spine import (
 from experiments.train.trl_spine import run as run_on_spine
 
 # TRL's per-step metrics kept in the run's train log beside the loss
-TRAIN_KEYS = ("rewards_accuracies", "rewards_margins", "rewards_chosen", "rewards_rejected")
+TRAIN_KEYS = ("rewards_accuracies", "rewards_margins", "rewards_chosen", "rewards_rejected", "num_tokens")
 
 
 class PreferenceTrainer(TaskMetrics, DPOTrainer):
     """TRL's DPOTrainer with the task's generated metrics at every evaluation, reward accuracy next."""
 
     preferred_metric = "rewards_accuracies"
+
+
+class TokenCountOnResume(TrainerCallback):
+    """TRL's DPOTrainer counts ``num_tokens`` from 0 in each process it runs in; a resumed run continues the count
+    its checkpoint logged last (GRPO counts in the Trainer's state, which the checkpoint restores)."""
+
+    def __init__(self, trainer: DPOTrainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        counted = [entry["num_tokens"] for entry in state.log_history if "num_tokens" in entry]
+        if counted:
+            self.trainer._total_train_tokens = int(counted[-1])
 
 
 def check_preference_rows(split, name: str, columns: List[str]) -> None:
@@ -112,7 +126,9 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
         exp = build_experiment(cfg)
 
     def make_trainer(model, args, exp, callbacks):
-        return PreferenceTrainer(model=model, args=args, train_dataset=exp.data.train, eval_dataset=exp.data.eval,
-                                 processing_class=exp.tokenizer, callbacks=callbacks, experiment=exp, cfg=cfg)
+        trainer = PreferenceTrainer(model=model, args=args, train_dataset=exp.data.train, eval_dataset=exp.data.eval,
+                                    processing_class=exp.tokenizer, callbacks=callbacks, experiment=exp, cfg=cfg)
+        trainer.add_callback(TokenCountOnResume(trainer))
+        return trainer
 
     return run_on_spine(cfg, run_dir, args, exp, make_trainer, TRAIN_KEYS)

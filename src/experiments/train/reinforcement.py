@@ -29,7 +29,7 @@ from experiments.train.trl_spine import run as run_on_spine
 
 # TRL's per-step metrics kept in the run's train log (names without '/')
 TRAIN_KEYS = ("reward", "reward_std", "kl", "completions_mean_length", "completions_min_length",
-              "completions_max_length", "completions_clipped_ratio", "frac_reward_zero_std")
+              "completions_max_length", "completions_clipped_ratio", "frac_reward_zero_std", "num_tokens")
 
 
 class RolloutTrainer(TaskMetrics, GRPOTrainer):

@@ -31,11 +31,16 @@ class TaskMetrics:
         self._generated: Dict[str, float] = {}
 
     def evaluate(self, *args: Any, **kwargs: Any) -> Dict[str, float]:
-        self._generated = self._generation_metrics()
-        try:
-            return super().evaluate(*args, **kwargs)
-        finally:
-            self._generated = {}
+        """TRL's evaluation plus the generated metrics. It leaves the random states as it found them, so how often
+        a run evaluates (and the step-0 evaluation a resumed run skips) never changes what training draws."""
+        from experiments.train.common import rng_untouched
+
+        with rng_untouched():
+            self._generated = self._generation_metrics()
+            try:
+                return super().evaluate(*args, **kwargs)
+            finally:
+                self._generated = {}
 
     def _generation_metrics(self) -> Dict[str, float]:
         """The task's metrics on answers generated for the held-out prompts (main process, then shared)."""
@@ -130,7 +135,7 @@ def check_text_cells(split, name: str, columns: Iterable[str]) -> None:
 
 def run(cfg, run_dir: Path, args, exp, make_trainer: Callable[..., Any], train_keys: Iterable[str] = ()) -> Dict[str, Any]:
     """A TRL trainer on the HF Trainer spine: ``make_trainer(model, args, exp, callbacks)`` builds it; the rest
-    (callbacks, step-0 evaluation, resume, trackers, run record, ``last/``) is ``trainer=hf_trainer``'s."""
+    (callbacks, step-0 evaluation, resume, trackers, run record, ``best/``, ``last/``) is ``trainer=hf_trainer``'s."""
     from experiments.train import hf_trainer
     from experiments.train.common import hydra_overrides, reset_accelerate_state, run_name
 
@@ -143,8 +148,6 @@ def run(cfg, run_dir: Path, args, exp, make_trainer: Callable[..., Any], train_k
     if args.process_index == 0:
         mirror.tracking = hf_trainer._start_tracking(cfg, run_dir, name, resume)
     try:
-        if cfg.trainer.eval_before_training and resume is None:
-            trainer.evaluate()  # step 0: the model before tuning, by the same metrics
         tic = time.perf_counter()
         result = hf_trainer._train(trainer, resume, run_dir)
         return hf_trainer._finish(cfg, run_dir, trainer, exp, mirror, result, time.perf_counter() - tic, name,

@@ -351,12 +351,12 @@ class _AccelerateMixin:
 def resume_settings(sweep_config, run_dir: Path) -> Dict[str, Any]:
     """A Slurm job running again (requeued after preemption, a time limit or a node failure) continues from
     its newest whole checkpoint in its run dir; with none yet it starts over."""
+    from experiments.config.schema import training_backend
     from experiments.train.checkpoints import has_checkpoint
 
     if not int(os.environ.get("SLURM_RESTART_COUNT") or 0):
         return {}
-    backend = str(OmegaConf.select(sweep_config, "trainer.backend", default="accelerate"))
-    if not has_checkpoint(run_dir, backend):
+    if not has_checkpoint(run_dir, training_backend(sweep_config)):
         log.warning("restart %s of this job: no checkpoint in %s yet, it starts over",
                     os.environ["SLURM_RESTART_COUNT"], run_dir)
         return {}
