@@ -67,7 +67,7 @@ def training_arguments(cfg, run_dir: Path, arguments_class=None, **extra: Any):
         save_on_each_node=not nodes.shared_filesystem(run_dir, t.num_machines),
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         # step 0 inside train(), after the model is wrapped for DDP (an evaluate() before train() leaves it unwrapped
-        # and the processes' gradients unsynchronised); a resumed run turns it off (_resume_checkpoint)
+        # and the processes' gradients unsynchronised); a resumed run turns it off (_train)
         eval_on_start=t.eval_before_training,
         logging_steps=t.log_every_n_steps,
         logging_nan_inf_filter=False,  # a diverged loss must show (and stop the run), not be averaged away
