@@ -7,7 +7,9 @@ builds TRL's ``DPOTrainer`` / ``GRPOTrainer`` by hand the way TRL's documentatio
 the same weights (resolved as the run resolved them), the same LoRA, batch, lengths, learning rate, group size,
 temperature and KL, and the same speed settings (mixed precision, attention kernel, optimizer) read from the run's
 ``metrics.json``. Prompts differ in wrapping (the framework adds the task's template), so the fair figure is tokens/s;
-steps/s is printed too. Both sides count tokens with TRL's own ``num_tokens``.
+steps/s is printed too. Both sides count tokens with TRL's own ``num_tokens`` and time the same span: the inside of
+the training steps (a Trainer callback's ``on_step_begin`` to ``on_step_end``, the framework's ``train_runtime_s``),
+so the framework's evaluation of the final state, which a run always makes, is not counted against it.
 
     python scripts/bench_preference.py --steps 6                    # SmolLM2 presets (needs build_preferences.py)
     python scripts/bench_preference.py --methods dpo --steps 4 --json bench.json
@@ -137,6 +139,22 @@ def chrf_reward(prompts, completions, reference, **_: Any) -> List[float]:
     return [metric.sentence_score(str(t), [r]).score / 100.0 for t, r in zip(texts, reference)]
 
 
+def _step_clock():
+    """A Trainer callback summing the seconds inside training steps (the span the framework's record counts)."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        seconds, began = 0.0, None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.began = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seconds += time.perf_counter() - self.began
+
+    return StepClock()
+
+
 def worker(method: str, run_dir: Path, out: Path) -> None:
     from datasets import Dataset
     from transformers.trainer_utils import set_seed
@@ -162,11 +180,11 @@ def worker(method: str, run_dir: Path, out: Path) -> None:
             trainer = GRPOTrainer(model=model, reward_funcs=[chrf_reward], args=args,
                                   train_dataset=Dataset.from_list(_prompts(cfg, chat)), processing_class=tokenizer,
                                   peft_config=_lora(cfg))
-        tic = time.perf_counter()
+        clock = _step_clock()
+        trainer.add_callback(clock)
         result = trainer.train()
-        wall = time.perf_counter() - tic
         tokens = [entry["num_tokens"] for entry in trainer.state.log_history if "num_tokens" in entry]
-    out.write_text(json.dumps({"steps": result.global_step, "seconds": float(result.metrics.get("train_runtime", wall)),
+    out.write_text(json.dumps({"steps": result.global_step, "seconds": clock.seconds,
                                "tokens": tokens[-1] if tokens else None}))
 
 

@@ -61,9 +61,9 @@ Two speed figures per run:
                 is excluded. Measured with PyTorch's global optimizer-step and module-forward hooks, so
                 both backends are timed by the same clock over the same span (data loading + forward +
                 backward + optimizer step), and the samples/tokens of each step are counted exactly.
-* ``reported``  the backend's own ``final.train_samples_per_second``. Note the spans differ: the
-                Trainer's figure includes its end-of-training evaluation and checkpoint save, ours
-                does not; so ratios use ``steady``.
+* ``reported``  the backend's own ``final.train_samples_per_second``: both count the time inside
+                training steps (evaluations and checkpoint saves left out), the first step included;
+                ratios use ``steady``.
 
 Devices: the script runs unchanged on a CUDA machine (both backends then train on the GPU). The device is
 printed first and recorded in ``--json`` (``meta.device_info``: the GPU's name, or the CPU's model from
@@ -1021,7 +1021,7 @@ def render_header(meta: Dict[str, Any]) -> List[str]:
         f"load average before/after {meta['load_before']} / {meta['load_after']} (the CPU is shared: noisy)",
         "steady = optimizer steps 2..N (warm-up step excluded), same clock for both backends; med-step = "
         "samples/s of the median step; tok/s = steady padded tokens/s; reported = the backend's own "
-        "final.train_samples_per_second (the Trainer's includes its final eval + checkpoint); "
+        "final.train_samples_per_second (time inside training steps, first step included); "
         "eval = accuracy, or ppl = perplexity",
         "",
     ]

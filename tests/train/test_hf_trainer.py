@@ -1,5 +1,6 @@
 """The HF Trainer backend (``trainer=hf_trainer``, experiments.train.hf_trainer) keeps ``best/`` as our loop does:
-the model of the evaluation with the best metric, the same one the run record names."""
+the model of the evaluation with the best metric, the same one the run record names; and its record counts the time
+inside training steps, as our loop's does."""
 from __future__ import annotations
 
 import json
@@ -7,9 +8,26 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-pytestmark = pytest.mark.slow
+
+def test_the_train_time_counts_the_inside_of_steps_only(monkeypatch):
+    """train_runtime_s sums on_step_begin..on_step_end: what runs between steps (evaluations, checkpoints) is left
+    out, as our loop's clock leaves it out (the Trainer's own train_runtime spans everything)."""
+    from omegaconf import OmegaConf
+    from transformers import TrainerControl, TrainerState
+
+    from experiments.train import hf_trainer
+
+    readings = iter([10.0, 12.5, 100.0, 101.0])  # step 1: 2.5 s, then an 87.5 s evaluation, then step 2: 1 s
+    monkeypatch.setattr(hf_trainer.time, "perf_counter", lambda: next(readings))
+    mirror = hf_trainer._mirror_callback()(OmegaConf.create({"trainer": {"lr": 1e-3}}), perplexity=False)
+    state, control = TrainerState(), TrainerControl()
+    for _ in range(2):
+        mirror.on_step_begin(None, state, control)
+        mirror.on_step_end(None, state, control)
+    assert mirror.step_seconds == 3.5
 
 
+@pytest.mark.slow
 def test_best_holds_the_weights_of_the_best_evaluation(cli, tmp_path):
     run = tmp_path / "run"
     result = cli("debug=tiny", "logger=csv", "trainer=hf_trainer", "trainer.max_steps=6", "trainer.eval_steps=1",

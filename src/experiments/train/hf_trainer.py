@@ -98,6 +98,8 @@ def _mirror_callback():
             self.run_dir: Optional[Path] = None
             self.evaluations: List[Dict[str, Any]] = []  # on every process (history: the main process's)
             self.train_keys: tuple = ()  # a trainer's own per-step metrics kept in the train log (TRL's rewards)
+            self.step_seconds = 0.0  # inside training steps, as our loop's clock: evaluations and saves left out
+            self._step_began: Optional[float] = None
 
         def _evals(self, logs: Dict[str, Any]) -> Dict[str, float]:
             """The eval metrics of a Trainer log (runtime in seconds; language models: perplexity =
@@ -154,7 +156,13 @@ def _mirror_callback():
                 replace_dir(self.run_dir / "best",
                             lambda tmp: adapters.save(model, tokenizer, tmp, self.cfg.peft, self.cfg.model))
 
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._step_began = time.perf_counter()
+
         def on_step_end(self, args, state, control, **kwargs):
+            if self._step_began is not None:  # forward, backward and the optimizer step; what follows is not
+                self.step_seconds += time.perf_counter() - self._step_began
+                self._step_began = None
             if interrupts.current().requested:  # checkpoint this step, then stop (raised after train())
                 control.should_save = True
                 control.should_training_stop = True
@@ -351,9 +359,13 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
     for row in history:  # the same rule as our loop's best/ (finite values only, first of equals)
         if key in row and is_better(cfg, key, row[key], best[key] if best else None):
             best = row
+    # the time inside training steps (evaluations and checkpoints left out, as our loop counts it); the Trainer's
+    # own train_runtime spans them too
+    runtime = float(result.metrics.get("train_runtime", wall))
+    seconds = mirror.step_seconds or runtime
     final.update({
-        "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
-        "train_runtime_s": float(result.metrics.get("train_runtime", wall)),
+        "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)) * runtime / seconds,
+        "train_runtime_s": seconds,
         "train_loss": train_log[-1]["train_loss"] if train_log else float(result.training_loss),
         "global_step": int(result.global_step),
         "epochs": float(trainer.state.epoch or 0.0),
