@@ -52,7 +52,7 @@ def test_wandb_run_id_is_kept_in_the_run_dir_for_resume(tmp_path):
 
 
 def test_trim_csv_log_drops_rows_after_the_resumed_step(tmp_path):
-    from experiments.tracking import trim_csv_log
+    from experiments.csv_tracker import trim_csv_log
 
     path = tmp_path / "metrics.csv"
     path.write_text("step,name,value\n1,train_loss,0.9\n2,train_loss,0.8\n3,train_loss,0.7\n")

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from experiments.config.schema import ModelConfig, PeftConfig
 from experiments.errors import ExperimentError
+from experiments.modeling import save_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ def is_adapter(model) -> bool:
 
 def save(model, tokenizer, directory: Path, cfg: PeftConfig, base: ModelConfig) -> None:
     """safetensors weights + config + tokenizer; for an adapter model see the module docstring."""
-    from experiments.modeling import save_pretrained
-
     if not is_adapter(model):
         save_pretrained(model, tokenizer, directory)
         return

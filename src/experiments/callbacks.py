@@ -13,6 +13,17 @@ from typing import Any, Dict, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from experiments import locks
+from experiments.config.schema import LoggerConfig
+from experiments.locks import is_lock_file
+from experiments.report.html import write_report
+from experiments.runs import CONFIG_FILE, read_config
+from experiments.sweep import records
+from experiments.sweep.naming import sweep_id
+from experiments.sweep.records import resolve_run_dir
+from experiments.sweep.summary import print_summary, summarize
+from experiments.tracking import add_to_wandb_summary
+
 log = logging.getLogger(__name__)
 
 # Set by a multi-node launcher on every node but the first: only node 0 records the job.
@@ -38,8 +49,6 @@ class SweepCallback(Callback):
         hydra_cfg = config.hydra
         if hydra_cfg.mode != RunMode.MULTIRUN or int(os.environ.get(NODE_RANK_ENV, "0")) > 0:
             return
-        from experiments.sweep import records
-        from experiments.sweep.naming import sweep_id
 
         value = records.outcome(job_return)
         failed = job_return.status != JobStatus.COMPLETED
@@ -64,7 +73,6 @@ class SweepCallback(Callback):
             records.write(run_dir, record)
         except OSError as exc:
             log.warning("could not write the sweep record of job %s: %s", record["job"], exc)
-        from experiments import locks
 
         locks.release(run_dir)  # taken in cli.run_job: the job's record is its last write
 
@@ -93,18 +101,13 @@ class SweepCallback(Callback):
 
 def _holds_files(sweep_dir: Path) -> bool:
     """The sweep dir exists and holds more than its lock (taken before the sweep started)."""
-    from experiments.locks import is_lock_file
-
     return sweep_dir.is_dir() and any(not is_lock_file(p.name) for p in sweep_dir.iterdir())
 
 
 def finish_sweep(config, print_table: bool = True, report: bool = True) -> Dict[str, Any]:
     """End of a sweep: summary files, the HTML report, the table on stdout."""
-    from experiments.sweep.summary import print_summary, summarize
-
     summary = summarize(config)
     if report and summary["jobs"]:
-        from experiments.report.html import write_report
 
         try:
             summary["report"] = str(write_report(Path(summary["sweep_dir"]), summary))
@@ -120,11 +123,6 @@ def _verdicts_to_wandb(summary: Dict[str, Any]) -> None:
     """A sweep with replicates: each finished job that logs to W&B gets its configuration's verdict against the best
     (``vs_best``, ``vs_best_p_holm``, ``vs_best_difference``) in its W&B run's summary."""
     from omegaconf import OmegaConf
-
-    from experiments.config.schema import LoggerConfig
-    from experiments.runs import CONFIG_FILE, read_config
-    from experiments.sweep.records import resolve_run_dir
-    from experiments.tracking import add_to_wandb_summary
 
     configs = summary.get("configs") or []
     for job in summary.get("jobs", []):

@@ -7,6 +7,19 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from experiments import interrupts, locks
+from experiments.config import schema
+from experiments.config.validate import check_overrides, conf_dir, to_typed
+from experiments.errors import ExperimentError, WriteFailed, as_user_error, write_failed
+from experiments.interrupts import Interrupted
+from experiments.rundir import CREATED_ENV, plan_single_run, record_resume, remove_created, undo_resume
+from experiments.runs import finish_run, start_run
+from experiments.sweep.naming import apply_sweep_context
+from experiments.sweep.preflight import check_sweep_or_exit
+from experiments.train import train
+from experiments.train.checkpoints import has_checkpoint, resume_in_place
+from experiments.train.nodes import config_dir
+
 log = logging.getLogger("experiments")
 
 # Hydra flags that print information and run nothing: no validation needed.
@@ -23,12 +36,6 @@ def _user_overrides(argv: List[str]) -> Optional[List[str]]:
 
 def main() -> None:
     """Console entry point: one-line errors with exit code 2 for bad input, before any run dir exists."""
-    from experiments import interrupts
-    from experiments.config import schema
-    from experiments.config.validate import check_overrides, conf_dir
-    from experiments.errors import ExperimentError
-    from experiments.rundir import plan_single_run
-
     argv = sys.argv[1:]
     overrides = _user_overrides(argv)
     multirun = "-m" in argv or "--multirun" in argv
@@ -48,7 +55,6 @@ def main() -> None:
     elif overrides is not None and not multirun:
         print("error: hparams_search=... runs a sweep: add -m (python run.py -m hparams_search=...)", file=sys.stderr)
         sys.exit(2)
-    from experiments.sweep.preflight import check_sweep_or_exit
 
     check_sweep_or_exit(overrides, multirun)  # sweep dir in use without resume, search-space typos: exit 2
 
@@ -71,9 +77,6 @@ def _hydra_writes_in_one_line() -> None:
     """Hydra opens run.log and writes ``.hydra/*.yaml`` (and a sweep's multirun.yaml) before any job code runs:
     a failed write there (disk full, read-only, permission denied) is one line and exit 4 too."""
     import hydra.core.utils as hydra_utils
-
-    from experiments.errors import WriteFailed, write_failed
-    from experiments.rundir import CREATED_ENV, remove_created
 
     def guarded(func):
         def call(*args, **kwargs):
@@ -101,15 +104,6 @@ def run_job(cfg) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from experiments import interrupts
-    from experiments.config.validate import to_typed
-    from experiments.errors import WriteFailed, as_user_error
-    from experiments.interrupts import Interrupted
-    from experiments.rundir import record_resume, remove_created, undo_resume
-    from experiments.runs import finish_run, start_run
-    from experiments.train.checkpoints import resume_in_place
-    from experiments.train.nodes import config_dir
-
     interrupts.current().install()
     logging.raiseExceptions = False  # a full disk under run.log: no traceback per log line (the error says it)
     hydra_cfg = HydraConfig.get()
@@ -118,13 +112,11 @@ def run_job(cfg) -> Optional[float]:
     resumed = None  # what a resume in place found, put back if it stops before saving anything
     try:
         if multirun:  # W&B group/name/tags of a sweep job (docs/sweeps.md)
-            from experiments.sweep.naming import apply_sweep_context
 
             apply_sweep_context(cfg, hydra_cfg)
         typed = to_typed(cfg)
         node = typed.trainer.machine_rank if typed.mode == "train" else 0  # > 0: node 0 records the run
         if multirun and not node:  # a sweep job's run dir is its own (a single run locks in plan_single_run)
-            from experiments import locks
 
             job = f"{Path(str(hydra_cfg.sweep.dir)).resolve()}#{hydra_cfg.job.num}"  # a retry may take over its lock
             locks.hold(run_dir, "hydra.run.dir", job=job)
@@ -132,7 +124,6 @@ def run_job(cfg) -> Optional[float]:
             resumed = record_resume(run_dir, cfg)  # the preflight checked it is the same experiment: log what changed
         start_run(cfg, config_dir(run_dir, node))
         if typed.mode == "train":
-            from experiments.train import train
 
             metrics = train(typed, run_dir)
             if node:
@@ -164,8 +155,6 @@ def run_job(cfg) -> Optional[float]:
 def _after_write_failed(run_dir: Path) -> str:
     """What to do after a failed write: the run dir is gone (start again), holds a checkpoint (resume), or
     holds results but no checkpoint (start again elsewhere)."""
-    from experiments.train.checkpoints import has_checkpoint
-
     fix = "— free space (or fix the permissions) and"
     if not run_dir.exists():
         return f"{fix} run the command again"

@@ -9,14 +9,14 @@ import os
 from pathlib import Path
 from typing import Any, Dict
 
+from experiments.errors import WriteFailed, reason_of
+
 
 def atomic_write(path: Path, data) -> None:
     """The one way a record is written: a temporary file in the same folder, flushed to disk, then renamed
     over ``path``, so a reader (or a resume after a crash) sees the old file or the new one, never half.
     A failure (disk full, permission denied, read-only) removes the temporary file and raises
     :class:`~experiments.errors.WriteFailed` naming ``path``."""
-    from experiments.errors import WriteFailed, reason_of
-
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -41,8 +41,6 @@ def replace_dir(directory: Path, write) -> None:
     """Write a folder (``best/``, ``last/``) whole or not at all: ``write(tmp_dir)`` fills a sibling folder,
     which then takes the old one's place; a failed write leaves the old folder as it was."""
     import shutil
-
-    from experiments.errors import WriteFailed, reason_of
 
     directory = Path(directory)
     tmp, old = directory.with_name(f".{directory.name}.tmp"), directory.with_name(f".{directory.name}.old")

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 from typing import Dict, Optional
 
+from experiments import hardware
 from experiments.config.schema import ModelConfig, TokenizerConfig
 from experiments.errors import ExperimentError
 from experiments.resolve import Resolved, resolve_model
@@ -99,8 +100,6 @@ def load_config(model_dir: Path, model_cfg: ModelConfig):
 
 def training_attention(cfg) -> str:
     """The attention implementation a fine-tune loads its model with (``model.attn_implementation``)."""
-    from experiments import hardware
-
     half = hardware.mixed_precision(cfg.trainer.mixed_precision) in hardware.HALF_PRECISIONS
     return hardware.attn_implementation(cfg.model.attn_implementation, hardware.training_device_type(), half=half,
                                         training=True)
@@ -133,8 +132,6 @@ def load_for_training(model_dir: Path, model_cfg: ModelConfig, auto_class: str, 
     Head weights the checkpoint lacks are initialised at random (said in the log); with
     ``model.allow_new_head=false`` that stops the run instead, naming the missing weights."""
     import transformers
-
-    from experiments.errors import ExperimentError
 
     cls = getattr(transformers, auto_class)
     kwargs = dict(dtype=torch_dtype(model_cfg.dtype), trust_remote_code=model_cfg.trust_remote_code,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from experiments.files import write_json
+
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1
 # Final metrics that describe speed or progress, not quality: kept in records, left out of tables and plots.
@@ -99,8 +101,6 @@ def to_payload(record: RunRecord) -> Dict[str, Any]:
 
 def write_record(run_dir: Path, record: RunRecord) -> Dict[str, Any]:
     """The one writer of metrics.json (atomic: a reader never sees half a file). Returns the payload."""
-    from experiments.files import write_json
-
     payload = to_payload(record)
     write_json(Path(run_dir) / METRICS_FILE, payload)
     return payload

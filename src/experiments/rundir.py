@@ -18,12 +18,19 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from omegaconf import OmegaConf
 
-from experiments import locks
+from experiments import locks, secrets
 from experiments.config.schema import training_backend
+from experiments.config.validate import compose_with_hydra, to_typed
 from experiments.errors import ExperimentError
 from experiments.files import atomic_write
 from experiments.runs import CONFIG_FILE, flat_keys, read_config
-from experiments.train.checkpoints import resume_in_place, resume_requested
+from experiments.train.checkpoints import (
+    has_checkpoint,
+    nothing_to_continue,
+    resume_in_place,
+    resume_requested,
+)
+from experiments.train.nodes import node_dir
 
 RESUME_LOG = "resume_log.jsonl"
 _STALE_TMP = re.compile(r"\..+\.\d+\.tmp")  # files.atomic_write's temporary name
@@ -44,9 +51,6 @@ RESUME_LONGER = ("trainer.epochs", "trainer.max_steps")
 
 def plan_single_run(overrides: List[str]) -> List[str]:
     """Check the run dir of a single run; return the overrides that pin it for Hydra."""
-    from experiments import secrets
-    from experiments.config.validate import compose_with_hydra, to_typed
-
     for override in overrides:  # hydra.* overrides too: Hydra writes every override to .hydra/
         secrets.check_override(override)
     cfg, hydra_cfg = compose_with_hydra(overrides)
@@ -94,8 +98,6 @@ def node_settings(run_dir: Path, machine_rank: int) -> Dict[str, Any]:
     """Hydra settings of node ``machine_rank`` > 0 of a run on several machines: Hydra writes nothing into the
     run dir (node 0 records the run; its resume is checked there), and this node's log goes to its
     node-local folder (``train.nodes.node_dir``)."""
-    from experiments.train.nodes import node_dir
-
     folder = node_dir(run_dir, machine_rank)
     folder.mkdir(parents=True, exist_ok=True)
     return {"hydra.output_subdir": None, "hydra.job_logging.handlers.file.filename": str(folder / "run.log")}
@@ -119,8 +121,6 @@ def check_fresh(run_dir: Path, resume: bool) -> None:
 def check_resumable(run_dir: Path, cfg, backend: str) -> None:
     """``trainer.resume=true``: the dir holds a run of the same experiment with a complete checkpoint (or one
     stopped before its first checkpoint, with no result: it starts again from step 0)."""
-    from experiments.train.checkpoints import has_checkpoint, nothing_to_continue
-
     held = {p.name for p in run_dir.iterdir() if not locks.is_lock_file(p.name) and not _STALE_TMP.fullmatch(p.name)
             } if run_dir.is_dir() else set()  # (a config.yaml cut short by the kill is such a temporary file)
     if not (run_dir / CONFIG_FILE).is_file() and held and held <= {".hydra", "run.log"}:

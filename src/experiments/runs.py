@@ -10,8 +10,15 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.errors import ExperimentError, RecordUnreadable
 from experiments.files import atomic_write, write_json
-from experiments.record import METRICS_FILE  # noqa: F401  (re-exported)
+from experiments.record import (
+    METRICS_FILE,  # noqa: F401  (re-exported)
+    is_quality_metric,
+    read_record,
+    to_payload,
+)
+from experiments.secrets import scrub
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +27,6 @@ CONFIG_FILE = "config.yaml"
 
 def start_run(cfg: DictConfig, run_dir: Path) -> None:
     """Write the resolved config (secrets masked, atomically) before any work starts."""
-    from experiments.secrets import scrub
-
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = scrub(OmegaConf.to_container(cfg, resolve=True))
     atomic_write(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(resolved)))
@@ -29,8 +34,6 @@ def start_run(cfg: DictConfig, run_dir: Path) -> None:
 
 def read_config(path: Path) -> DictConfig:
     """A run's saved ``config.yaml``: a truncated, garbled or unreadable file is one line naming it."""
-    from experiments.errors import RecordUnreadable
-
     try:
         loaded = OmegaConf.load(path)
     except FileNotFoundError:
@@ -82,8 +85,6 @@ def flat_keys(container: Any, prefix: str = "") -> Dict[str, Any]:
 
 def read_metrics(run_dir: Path) -> Dict[str, Any]:
     """metrics.json as a dict, read through the run record (empty when the run wrote none)."""
-    from experiments.record import read_record, to_payload
-
     record = read_record(run_dir)
     return to_payload(record) if record is not None else {}
 
@@ -107,7 +108,6 @@ def plot_learning_curve(history: List[Dict[str, float]], train_log: List[Dict[st
     ax_loss.set_xlabel("optimizer step")
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
-    from experiments.record import is_quality_metric
 
     keys = sorted({k for r in history for k in r if k.startswith("eval_") and k != "eval_loss"
                    and isinstance(r[k], (int, float)) and is_quality_metric(k)})
@@ -148,7 +148,6 @@ def objective_value(metrics: Dict[str, Any], objective: Optional[str]) -> Option
         return None
     final = metrics.get("final", {})
     if objective not in final:
-        from experiments.errors import ExperimentError
 
         raise ExperimentError(f"objective '{objective}' is not a metric of this run (metrics: {', '.join(final)})")
     return float(final[objective])

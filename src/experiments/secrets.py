@@ -11,6 +11,8 @@ import os
 import re
 from typing import Any, Iterator, List
 
+from experiments.errors import ExperimentError
+
 SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|token|secret|secret[_-]?key|password|passwd|credentials?|auth)$",
                         re.IGNORECASE)
 _TOKEN_SHAPES = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b|\bsk-[A-Za-z0-9_-]{20,}\b")
@@ -52,8 +54,6 @@ def find(value: Any, prefix: str = "") -> Iterator[str]:
 
 def refusal(key: str):
     """The one-line error for a secret found at ``key`` (the value itself is never shown)."""
-    from experiments.errors import ExperimentError
-
     return ExperimentError(f"'{key}' looks like a secret: secrets are never put in the config (it is written to "
                            f"the run dir and sent to trackers); {ENV_HINT}, or for a URL with a password give "
                            f"{key}='${{oc.env:MY_URL}}'")

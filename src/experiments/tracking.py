@@ -1,9 +1,7 @@
 """Trackers (W&B, TensorBoard, CSV) as Accelerate tracker objects, shared by both training backends."""
 from __future__ import annotations
 
-import csv
 import logging
-import math
 import os
 import re
 import socket
@@ -14,6 +12,7 @@ from urllib.parse import urlsplit
 
 from experiments.config.schema import LoggerConfig
 from experiments.errors import ExperimentError
+from experiments.files import atomic_write
 from experiments.secrets import scrub  # noqa: F401  (re-exported: trackers get scrubbed configs)
 
 log = logging.getLogger(__name__)
@@ -161,52 +160,6 @@ def _tcp_connect(host: str, port: int, timeout: float) -> Optional[str]:
     return outcome[0] if outcome else f"no answer within {timeout:g} s"
 
 
-def _csv_tracker_class():
-    from accelerate.tracking import GeneralTracker, on_main_process
-
-    class CSVTracker(GeneralTracker):
-        """Long-format ``metrics.csv`` (step, name, value): every logged scalar, append-only."""
-
-        name = "csv"
-        requires_logging_directory = True
-        main_process_only = True
-
-        def __init__(self, run_name: str, logging_dir: str):
-            super().__init__()
-            self.run_name = run_name
-            self.path = Path(logging_dir) / CSV_LOG
-
-        @on_main_process
-        def start(self):
-            from experiments.files import atomic_write
-
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists() or not self.path.stat().st_size:
-                atomic_write(self.path, CSV_HEADER)
-            with self.path.open(newline="") as handle:  # rows a resumed run has logged already are not repeated
-                self.logged = {(row[0], row[1]) for row in csv.reader(handle) if len(row) == 3}
-
-        @property
-        def tracker(self):
-            return self.path
-
-        @on_main_process
-        def store_init_configuration(self, values: dict):
-            pass
-
-        @on_main_process
-        def log(self, values: dict, step: Optional[int] = None, **kwargs):
-            with self.path.open("a", newline="") as handle:
-                writer = csv.writer(handle)
-                for key, value in values.items():
-                    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                        if (str(step), key) not in self.logged:
-                            writer.writerow([step, key, value])
-                            self.logged.add((str(step), key))
-
-    return CSVTracker
-
-
 def build_trackers(cfg: LoggerConfig, run_dir: Path, run_name: str, tags: List[str],
                    resume_step: Optional[int] = None) -> list:
     """Tracker objects for ``Accelerator(log_with=…)`` (or direct use by the HF Trainer backend).
@@ -215,12 +168,18 @@ def build_trackers(cfg: LoggerConfig, run_dir: Path, run_name: str, tags: List[s
     killed attempt's last steps, which the resumed run logs again) is dropped, so no row appears twice:
     metrics.csv is cut back, TensorBoard purges the later events, W&B continues the same run id.
     """
+    from experiments.csv_tracker import (  # accelerate: imported when a run starts
+        CSV_LOG,
+        CSVTracker,
+        trim_csv_log,
+    )
+
     trackers = []
     for name in cfg.trackers:
         if name == "csv":
             if resume_step is not None:
                 trim_csv_log(run_dir / CSV_LOG, resume_step)
-            trackers.append(_csv_tracker_class()(run_name, str(run_dir)))
+            trackers.append(CSVTracker(run_name, str(run_dir)))
         elif name == "tensorboard":
             from accelerate.tracking import TensorBoardTracker
 
@@ -238,39 +197,11 @@ def build_trackers(cfg: LoggerConfig, run_dir: Path, run_name: str, tags: List[s
     return trackers
 
 
-CSV_LOG = "metrics.csv"
-CSV_HEADER = "step,name,value\n"
 WANDB_ID_FILE = "wandb_run_id"
-
-
-def trim_csv_log(path: Path, last_step: int) -> None:
-    """Keep the rows of steps <= ``last_step`` (atomically): the resumed run logs the later ones again."""
-    import io
-
-    from experiments.files import atomic_write
-
-    if not path.exists():
-        return
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
-    # a row cut short by a crash (too few fields, a value that is no number) goes too
-    kept = [r for r in rows[1:] if len(r) == 3 and r[0].isdigit() and int(r[0]) <= last_step and _number(r[2])]
-    text = io.StringIO()
-    csv.writer(text).writerows(kept)
-    atomic_write(path, CSV_HEADER + text.getvalue())
-
-
-def _number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
 
 
 def wandb_run_id(run_dir: Path) -> str:
     """The run's W&B id, kept in the run dir so a resumed run continues the same W&B run."""
-    from experiments.files import atomic_write
-
     path = Path(run_dir) / "wandb" / WANDB_ID_FILE
     if path.exists() and path.read_text().strip():
         return path.read_text().strip()

@@ -6,6 +6,15 @@ import os
 import sys
 from pathlib import Path
 
+from experiments import interrupts
+from experiments.config import schema
+from experiments.config.validate import to_typed
+from experiments.errors import as_user_error
+from experiments.runs import CONFIG_FILE, read_config
+from experiments.train import train
+from experiments.train.launch import ERROR_FILE_ENV
+from experiments.train.nodes import CONFIG_FILE_ENV, agree_on_config, announce_rendezvous, process_state
+
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -14,11 +23,6 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"[rank {rank}][%(name)s][%(levelname)s] %(message)s",
                         handlers=[logging.StreamHandler(), *( [logging.FileHandler(run_dir / "run.log")] if rank == 0 else [])])
-    from experiments import interrupts
-    from experiments.errors import as_user_error
-    from experiments.train import train
-    from experiments.train.launch import ERROR_FILE_ENV
-    from experiments.train.nodes import agree_on_config, announce_rendezvous, process_state
 
     interrupts.current().install()
     try:
@@ -43,11 +47,6 @@ def load_run_config(run_dir: Path):
     """The typed config this node's parent wrote for this run (workers never compose config themselves):
     ``<run dir>/config.yaml`` on node 0, a node-local copy on the others."""
     from omegaconf import OmegaConf
-
-    from experiments.config import schema
-    from experiments.config.validate import to_typed
-    from experiments.runs import CONFIG_FILE, read_config
-    from experiments.train.nodes import CONFIG_FILE_ENV
 
     path = Path(os.environ.get(CONFIG_FILE_ENV) or run_dir / CONFIG_FILE)
     base = OmegaConf.structured(schema.ExperimentConfig)

@@ -130,7 +130,13 @@ def _patch_points() -> None:
         *parents, name = attr.split(".")
         for parent in parents:
             owner = getattr(owner, parent)
-        setattr(owner, name, _counted(attr, getattr(owner, name)))
+        original = getattr(owner, name)
+        wrapped = _counted(attr, original)
+        setattr(owner, name, wrapped)
+        if not parents:  # a function other modules imported by name (at their top) is counted there too
+            for module in list(sys.modules.values()):
+                if getattr(module, "__name__", "").startswith("experiments") and vars(module).get(name) is original:
+                    setattr(module, name, wrapped)
 
 
 def _run_case(case: dict) -> None:

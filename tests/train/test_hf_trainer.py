@@ -19,7 +19,7 @@ def test_the_train_time_counts_the_inside_of_steps_only(monkeypatch):
 
     readings = iter([10.0, 12.5, 100.0, 101.0])  # step 1: 2.5 s, then an 87.5 s evaluation, then step 2: 1 s
     monkeypatch.setattr(hf_trainer.time, "perf_counter", lambda: next(readings))
-    mirror = hf_trainer._mirror_callback()(OmegaConf.create({"trainer": {"lr": 1e-3}}), perplexity=False)
+    mirror = hf_trainer.Mirror(OmegaConf.create({"trainer": {"lr": 1e-3}}), perplexity=False)
     state, control = TrainerState(), TrainerControl()
     for _ in range(2):
         mirror.on_step_begin(None, state, control)

@@ -9,6 +9,7 @@ from typing import Any, Iterable, List, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from experiments import secrets
 from experiments.config import schema
 from experiments.errors import ExperimentError
 
@@ -47,8 +48,6 @@ def check_known_keys(cfg: DictConfig) -> None:
 
 def check_no_secrets(cfg: DictConfig) -> None:
     """A secret in any config value or under a secret-named key stops the run before anything is written."""
-    from experiments import secrets
-
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # interpolation errors are reported by to_typed with their key
@@ -189,8 +188,6 @@ def compose_with_hydra(overrides: Iterable[str]):
 
 def check_overrides(overrides: List[str]) -> None:
     """Compose and validate every job the overrides describe; raise ExperimentError on the first bad one."""
-    from experiments import secrets
-
     for override in overrides:
         secrets.check_override(override)
     jobs = expand_sweep(overrides)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
+from transformers import DataCollatorWithFlattening
+
 from experiments.data.prepare import _empty, _first_bad
 from experiments.errors import DataError
 
@@ -241,19 +243,19 @@ def padding_share(batches: Iterable[Dict]) -> float:
 NUM_EXAMPLES = "num_examples"  # padding-free batches: how many examples the one flattened row holds
 
 
-def flattening_collator():
+class Flattening(DataCollatorWithFlattening):
     """transformers' DataCollatorWithFlattening (one row, position ids restarting at each example, the first
     label of each example -100 so no example predicts the next one's start), plus the example count, which the
     flattened row no longer shows (the training loop pops it)."""
-    from transformers import DataCollatorWithFlattening
 
-    class Flattening(DataCollatorWithFlattening):
-        flattens = True
+    flattens = True
 
-        def __call__(self, features, return_tensors=None, separator_id=None):
-            batch = super().__call__(features, return_tensors, separator_id)
-            batch[NUM_EXAMPLES] = len(features)
-            batch["use_cache"] = False  # with a cache, transformers does not build the per-example masks
-            return batch
+    def __call__(self, features, return_tensors=None, separator_id=None):
+        batch = super().__call__(features, return_tensors, separator_id)
+        batch[NUM_EXAMPLES] = len(features)
+        batch["use_cache"] = False  # with a cache, transformers does not build the per-example masks
+        return batch
 
+
+def flattening_collator() -> Flattening:
     return Flattening(return_position_ids=True, separator_id=IGNORE_INDEX)

@@ -6,6 +6,9 @@ import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+import torch
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
 from experiments.config.schema import CollatorConfig, DatasetConfig, TokenizerConfig
 from experiments.errors import DataError
 
@@ -350,22 +353,21 @@ def build_collator(tokenizer, cfg: CollatorConfig, tok_cfg: TokenizerConfig):
     return DataCollatorWithPadding(tokenizer, padding="longest", pad_to_multiple_of=cfg.pad_to_multiple_of)
 
 
-def length_grouped_sampler(dataset, batch_size: int, seed: int):
+class EpochLengthGroupedSampler(LengthGroupedSampler):
     """transformers' LengthGroupedSampler whose order is a function of (seed, epoch) alone: every pass over an
     epoch, the first or one resumed mid-epoch, draws the same order."""
-    import torch
-    from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    class EpochLengthGroupedSampler(LengthGroupedSampler):
-        epoch = 0
+    def __init__(self, batch_size: int, lengths: List[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(seed))
+        self.seed, self.epoch = seed, 0
 
-        def set_epoch(self, epoch: int) -> None:
-            self.epoch = epoch
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
-        def __iter__(self):
-            self.generator = torch.Generator().manual_seed(seed + self.epoch)
-            return super().__iter__()
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
 
-    lengths = [len(ids) for ids in dataset["input_ids"]]
-    sampler = EpochLengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(seed))
-    return sampler
+
+def length_grouped_sampler(dataset, batch_size: int, seed: int) -> EpochLengthGroupedSampler:
+    return EpochLengthGroupedSampler(batch_size, [len(ids) for ids in dataset["input_ids"]], seed)

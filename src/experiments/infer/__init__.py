@@ -12,6 +12,26 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
+from experiments.hardware import check_cpu_counts
+from experiments.infer.batching import plan_batches, run_batches
+from experiments.infer.inputs import load_items
+from experiments.infer.loading import load_model, pick_device
+from experiments.infer.report import (
+    PREDICTIONS_FILE,
+    count_tokens,
+    final_metrics,
+    generation_batches,
+    generation_metrics,
+    peak_memory_mb,
+    write_eval_predictions,
+    write_predictions,
+)
+from experiments.record import RunRecord, write_record
+from experiments.runs import environment
+from experiments.tasks.base import Context
+from experiments.tasks.generation import FIRST_TOKEN_TIMES
+from experiments.tasks.registry import task_class
+
 log = logging.getLogger(__name__)
 
 __all__ = ["infer", "load_task", "plan", "runner"]
@@ -21,13 +41,8 @@ def load_task(cfg, task=None):
     """``cfg.task`` bound to its loaded model and tokenizer: call ``.pipeline(batch)`` / ``.manual(batch)``."""
     import torch
 
-    from experiments.infer.loading import load_model, pick_device
-    from experiments.tasks.base import Context
-    from experiments.tasks.registry import task_class
-
     task = task or task_class(cfg.task.name)(cfg.task)
     if cfg.inference.num_threads:
-        from experiments.hardware import check_cpu_counts
 
         check_cpu_counts({"inference.num_threads": cfg.inference.num_threads})
         torch.set_num_threads(cfg.inference.num_threads)
@@ -40,8 +55,6 @@ def load_task(cfg, task=None):
 def plan(task, inputs, inference) -> List[List[int]]:
     """``mode=infer``'s batches of ``inputs`` (index lists): length-sorted, at most ``inference.batch_size``
     inputs and ``inference.max_batch_tokens`` padded tokens each."""
-    from experiments.infer.batching import plan_batches
-
     return plan_batches(task.token_costs(inputs), inference.batch_size, inference.sort_by_length,
                         inference.max_batch_tokens)
 
@@ -58,22 +71,6 @@ def runner(task, inference) -> Callable[[List[Any]], List[Any]]:
 
 def infer(cfg, run_dir: Path) -> Dict[str, Any]:
     """Run ``cfg.task`` over the configured inputs; write predictions.jsonl and metrics.json in ``run_dir``."""
-    from experiments.infer.batching import run_batches
-    from experiments.infer.inputs import load_items
-    from experiments.infer.report import (
-        PREDICTIONS_FILE,
-        count_tokens,
-        final_metrics,
-        generation_batches,
-        generation_metrics,
-        peak_memory_mb,
-        write_eval_predictions,
-        write_predictions,
-    )
-    from experiments.record import RunRecord, write_record
-    from experiments.runs import environment
-    from experiments.tasks.registry import task_class
-
     inference = cfg.inference
     task = task_class(cfg.task.name)(cfg.task)
     items, label_names, source = load_items(task, cfg)  # bad input fails before the model loads
@@ -101,7 +98,6 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
     final = final_metrics(len(items), tokens, run.batch_seconds, peak_memory_mb(device), quality)
     per_batch: Dict[str, Any] = {}
     if task.generates:
-        from experiments.tasks.generation import FIRST_TOKEN_TIMES
 
         rows = generation_batches(task, batches, run.outputs, run.batch_seconds, run.batch_starts,
                                   task.ctx.extra.get(FIRST_TOKEN_TIMES, []))

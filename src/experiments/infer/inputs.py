@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 from experiments.config.schema import ExperimentConfig, InferenceConfig
-from experiments.data.sources import bom_encoding
+from experiments.config.validate import conf_dir
+from experiments.data.sources import bom_encoding, load_raw
 from experiments.errors import DataError, ExperimentError
 from experiments.tasks.base import Item, Task
 
@@ -76,8 +77,6 @@ def from_dataset(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optiona
     """Items of ``inference.split`` (default: dataset.eval_split) and the dataset's label names."""
     from datasets import ClassLabel
 
-    from experiments.data.sources import load_raw
-
     data_cfg = cfg.dataset
     raw = load_raw(data_cfg, cfg.paths.mirror)
     split = cfg.inference.split or data_cfg.eval_split or next(iter(raw))
@@ -109,8 +108,6 @@ def from_dataset(task: Task, cfg: ExperimentConfig) -> Tuple[List[Item], Optiona
 def example_inputs(task_name: str) -> Optional[List[Any]]:
     """The example inputs ``conf/inference/<task>.yaml`` gives ``mode=infer task=<task>`` (None: it gives none)."""
     from omegaconf import OmegaConf
-
-    from experiments.config.validate import conf_dir
 
     path = conf_dir() / "inference" / f"{task_name}.yaml"
     inputs = OmegaConf.load(path).get("inputs") if path.is_file() else None

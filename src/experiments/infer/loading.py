@@ -4,8 +4,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Tuple
 
+from experiments import adapters, hardware
 from experiments.config.schema import ExperimentConfig
 from experiments.errors import ExperimentError
+from experiments.modeling import fit_max_length, load_tokenizer, resolve, torch_dtype
 from experiments.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,6 @@ def pick_device(name: str):
 
 def speed_choices(task: Task, cfg: ExperimentConfig, device) -> Dict[str, Any]:
     """The dtype, attention implementation and compile decision of ``mode=infer`` on ``device``."""
-    from experiments import hardware
-
     dtype = hardware.inference_dtype(cfg.inference.dtype, device)
     attention = hardware.attn_implementation(cfg.model.attn_implementation, device.type,
                                              half=dtype in ("bfloat16", "float16"), training=False)
@@ -43,9 +43,6 @@ def load_model(task: Task, cfg: ExperimentConfig, device) -> Tuple[Any, Any, str
     ``task``; one-line errors for unusable checkpoints."""
     import transformers
     from transformers import AutoConfig
-
-    from experiments import adapters
-    from experiments.modeling import fit_max_length, load_tokenizer, resolve, torch_dtype
 
     resolved = resolve(cfg.model, cfg.paths.mirror)
     adapter = adapters.saved_adapter(resolved.path) if resolved.path is not None else None

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from experiments.metrics.examples import RECORD_KEY, ExampleRecords, write_records
 from experiments.tasks.base import Item, Task
 
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -83,8 +84,6 @@ def write_eval_predictions(run_dir: Path, task: Task, items: List[Item], outputs
                            source: str) -> Dict[str, Any]:
     """eval_predictions.jsonl (the per-example rows of the quality metrics, over the items with a reference)
     and its entry in metrics.json; nothing when no item has a reference or the task keeps no rows."""
-    from experiments.metrics.examples import RECORD_KEY, ExampleRecords, write_records
-
     found = task.example_rows(items, outputs) if any(item.reference is not None for item in items) else None
     if found is None:
         return {}

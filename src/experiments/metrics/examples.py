@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from experiments.errors import DataError, WriteFailed, reason_of
+from experiments.metrics.significance import STATISTICS
+
 EVAL_PREDICTIONS_FILE = "eval_predictions.jsonl"
 RECORD_KEY = "eval_predictions"  # metrics.json: how the rows' statistics become the metrics
 
@@ -156,8 +159,6 @@ def token_loss_stats(loss_sum: float, tokens: int) -> Dict[str, List[float]]:
 def write_records(run_dir: Path, records: ExampleRecords) -> Dict[str, Any]:
     """Stream the rows to ``eval_predictions.jsonl`` (a temporary file renamed over it: a reader sees the old
     file or the new one); returns what metrics.json records under ``eval_predictions``."""
-    from experiments.errors import WriteFailed, reason_of
-
     path = Path(run_dir) / EVAL_PREDICTIONS_FILE
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     count = 0
@@ -181,8 +182,6 @@ def write_records(run_dir: Path, records: ExampleRecords) -> Dict[str, Any]:
 
 def read_rows(path: Path) -> Iterator[Row]:
     """The rows of an ``eval_predictions.jsonl``; a damaged line stops in one line naming it."""
-    from experiments.errors import DataError
-
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -210,8 +209,6 @@ def statistics_table(rows: Iterable[Row], name: str) -> Tuple[List[str], "Any"]:
 
 def recompute(rows: Sequence[Row], metrics: Dict[str, Dict[str, Any]]) -> Dict[str, float]:
     """Each metric's corpus value from the rows' summed statistics."""
-    from experiments.metrics.significance import STATISTICS
-
     values = {}
     for name, entry in metrics.items():
         _, table = statistics_table(rows, name)

@@ -16,6 +16,17 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from experiments.errors import ExperimentError
+from experiments.metrics.examples import RECORD_KEY
+from experiments.metrics.significance import against_best
+from experiments.report.paired import compare_examples, load_examples, paired_payload, paired_text
+from experiments.report.runs_index import (
+    NOISE_KEYS,
+    differing_keys,
+    find_runs,
+    load_run,
+    quality_metric_names,
+)
+from experiments.sweep.summary import SEED_KEYS, best_config, choose_metric, direction_for, mean_ci, mean_text
 
 PAIRED_HELP = """Two runs evaluated on the same examples (each with eval_predictions.jsonl: training writes it at
 its final evaluation, mode=infer on a dataset split with references writes it too) are also compared example
@@ -27,8 +38,6 @@ on different examples are refused. --json prints {"metrics": {NAME: {"a", "b", "
 
 
 def collect(paths: List[str]) -> list:
-    from experiments.report.runs_index import find_runs, load_run
-
     runs = []
     for raw in paths:
         path = Path(raw)
@@ -52,8 +61,6 @@ def labels(runs: list) -> List[str]:
 def comparison_table(runs: list, show_all: bool = False, metrics: Optional[List[str]] = None):
     import pandas as pd
 
-    from experiments.report.runs_index import NOISE_KEYS, differing_keys, quality_metric_names
-
     keys = sorted({k for r in runs for k in r.config if not k.startswith(NOISE_KEYS)}) if show_all \
         else differing_keys(runs)
     names = metrics or quality_metric_names(runs)
@@ -71,9 +78,6 @@ def comparison_table(runs: list, show_all: bool = False, metrics: Optional[List[
 def config_groups(runs: list) -> Tuple[List[str], List[List[int]]]:
     """(the config keys that tell configurations apart, the runs' positions per configuration): runs
     whose differing config values are the same but for the seed are one configuration."""
-    from experiments.report.runs_index import differing_keys
-    from experiments.sweep.summary import SEED_KEYS
-
     keys = [k for k in differing_keys(runs) if k not in SEED_KEYS]
     groups: Dict[str, List[int]] = {}
     for pos, run in enumerate(runs):
@@ -86,9 +90,6 @@ def configurations_table(runs: list, metrics: Optional[List[str]] = None):
     95 % CI, the runs; the best configuration on the mean of the deciding metric (the first eval metric that
     is not the loss) marked ``*``. None when no configuration has more than one run."""
     import pandas as pd
-
-    from experiments.report.runs_index import quality_metric_names
-    from experiments.sweep.summary import best_config, choose_metric, direction_for, mean_ci, mean_text
 
     keys, groups = config_groups(runs)
     if all(len(group) < 2 for group in groups):
@@ -119,10 +120,6 @@ def verdicts_table(runs: list, metric: Optional[str] = None):
     the seeds per configuration a difference this size needs, and a verdict. None when fewer than two
     configurations have 2+ finished runs."""
     import pandas as pd
-
-    from experiments.metrics.significance import against_best
-    from experiments.report.runs_index import quality_metric_names
-    from experiments.sweep.summary import choose_metric, direction_for
 
     decide = metric or choose_metric(None, None, quality_metric_names(runs))
     values = [[runs[p].final[decide] for p in group if runs[p].status == "finished" and decide in runs[p].final]
@@ -159,9 +156,6 @@ def _cell(value) -> str:
 def _paired_examples(runs: list, args) -> Optional[tuple]:
     """Both runs' per-example records when the paired test applies: asked for (``--paired`` / ``--json``), or
     exactly two runs that both have them. Asked for and impossible: ExperimentError."""
-    from experiments.metrics.examples import RECORD_KEY
-    from experiments.report.paired import load_examples
-
     asked = args.paired or args.json
     if not asked and (len(runs) != 2 or not all((r.metrics or {}).get(RECORD_KEY) for r in runs)):
         return None
@@ -174,8 +168,6 @@ def _paired_examples(runs: list, args) -> Optional[tuple]:
 def paired_report(runs: list, args) -> Optional[str]:
     """The paired comparison of two runs example by example (text, or JSON with ``--json``); None when it
     does not apply."""
-    from experiments.report.paired import compare_examples, paired_payload, paired_text
-
     examples = _paired_examples(runs, args)
     if examples is None:
         return None

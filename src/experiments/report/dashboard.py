@@ -13,6 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional
 
+from experiments import locks
+from experiments.errors import ExperimentError
+from experiments.report.tb_export import export
+
 log = logging.getLogger("experiments.dashboard")
 
 
@@ -37,9 +41,6 @@ def tensorboard_command(logdir: Path, host: str, port: int) -> List[str]:
 def _lock_export_dir(export_dir: Path) -> bool:
     """One dashboard at a time exports into a folder (two would remove each other's event files); the lock is
     released when this process ends."""
-    from experiments import locks
-    from experiments.errors import ExperimentError
-
     try:
         locks.hold(export_dir, "--export-dir")
     except ExperimentError as exc:
@@ -49,8 +50,6 @@ def _lock_export_dir(export_dir: Path) -> bool:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from experiments.report.tb_export import export
-
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     roots = [Path(r) for r in args.roots]

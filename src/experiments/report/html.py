@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from experiments.files import atomic_write
+from experiments.report.study_plots import study_figures
 from experiments.sweep import records
 from experiments.sweep.summary import (
     SEED_KEYS,
@@ -288,9 +290,6 @@ def _template():
 
 def write_report(sweep_dir: Path, summary: Dict[str, Any]) -> Path:
     """Render ``report.html`` for ``summary`` (see :func:`experiments.sweep.summary.build_summary`)."""
-    from experiments.files import atomic_write
-    from experiments.report.study_plots import study_figures
-
     sweep_dir = Path(sweep_dir)
     study, study_notes = study_figures(sweep_dir, _png)
     page = _template().render(

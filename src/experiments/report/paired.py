@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from experiments.errors import ExperimentError
+from experiments.metrics.examples import EVAL_PREDICTIONS_FILE, RECORD_KEY, read_rows, statistics_table
+from experiments.metrics.significance import STATISTICS, paired
 
 SHOWN_IDS = 3  # ids named in a refusal
 
@@ -27,8 +29,6 @@ class Examples:
 
 def load_examples(run) -> Examples:
     """A run's records (``run``: a runs_index.RunInfo); one line saying how to produce them when it has none."""
-    from experiments.metrics.examples import EVAL_PREDICTIONS_FILE, RECORD_KEY, read_rows, statistics_table
-
     entry = (run.metrics or {}).get(RECORD_KEY)
     path = Path(run.path) / EVAL_PREDICTIONS_FILE
     if not entry or not path.is_file():
@@ -107,8 +107,6 @@ def paired_tables(a: Examples, b: Examples, name: str):
 
 def compare_examples(a: Examples, b: Examples, resamples: int, seed: int) -> Tuple[Dict[str, Any], Dict[str, str]]:
     """{metric: Paired} for every metric both runs recorded alike, and {metric: why it is not tested}."""
-    from experiments.metrics.significance import STATISTICS, paired
-
     check_same_examples(a, b)
     results, notes = {}, {**a.not_recomputed, **b.not_recomputed}
     for name in [m for m in a.metrics if m in b.metrics]:

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from experiments.record import quality_metrics
 from experiments.runs import CONFIG_FILE, METRICS_FILE, read_config, read_metrics
+from experiments.tracking import flatten
 
 _SKIP_DIRS = {"checkpoints", "best", "last", "wandb", "tensorboard", ".hydra", ".launcher", ".submitit",
               "__pycache__"}
@@ -63,8 +65,6 @@ def load_run(path: Path) -> RunInfo:
     """A run's config, record and sweep record; a damaged config.yaml stops with one line naming it."""
     from omegaconf import OmegaConf
 
-    from experiments.tracking import flatten
-
     config = OmegaConf.to_container(read_config(path / CONFIG_FILE), resolve=False)
     metrics = read_metrics(path)  # through the run record: the one reader of metrics.json
     record = None
@@ -92,6 +92,4 @@ def differing_keys(runs: List[RunInfo], ignore: Iterable[str] = NOISE_KEYS) -> L
 
 
 def quality_metric_names(runs: List[RunInfo]) -> List[str]:
-    from experiments.record import quality_metrics
-
     return quality_metrics(run.final for run in runs)

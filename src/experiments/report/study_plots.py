@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from experiments.sweep.records import error_line
+from experiments.sweep.search import STUDY_FILE
 
 MIN_COMPLETE_TRIALS = 2
 
 
 def read_study_info(sweep_dir: Path) -> Optional[Dict[str, Any]]:
     """``optuna_study.json`` of a sweep as a dict, or None when the sweep has none (or it is unreadable)."""
-    from experiments.sweep.search import STUDY_FILE
-
     try:
         info = json.loads((Path(sweep_dir) / STUDY_FILE).read_text())
     except (OSError, ValueError):

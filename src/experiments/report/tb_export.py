@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
 from experiments.report.runs_index import RunInfo, differing_keys, find_runs, load_run, quality_metric_names
+from experiments.sweep.summary import SUMMARY_JSON, verdict_text
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ def hparam_values(runs: List[RunInfo]) -> Tuple[List[str], Dict[Path, Dict[str, 
 def _verdicts(runs: List[RunInfo]) -> Dict[Path, str]:
     """Each sweep job's configuration verdict against the sweep's best over seeds (``vs_best`` of the sweep's
     summary: best / worse / tie, Holm-corrected); '' for a run outside a sweep with replicates."""
-    from experiments.sweep.summary import SUMMARY_JSON, verdict_text
-
     summaries: Dict[Path, Dict[str, Any]] = {}
     out: Dict[Path, str] = {}
     for run in runs:

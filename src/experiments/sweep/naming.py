@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from experiments.runs import run_name_from_overrides
+
 # Override prefixes that never describe the experiment itself.
 # Config groups whose choice says nothing about the run (framework plumbing).
 _PLUMBING_GROUPS = ("paths", "inference", "collator", "tokenizer", "task")
@@ -72,7 +74,6 @@ def apply_sweep_context(cfg, hydra_cfg) -> None:
         overrides = [str(o) for o in hydra_cfg.overrides.task]
         swept = swept_keys(hydra_cfg)
         varied = [o for o in overrides if o.partition("=")[0].lstrip("+~") in swept]
-        from experiments.runs import run_name_from_overrides
 
         name = run_name_from_overrides(varied or overrides)
         if name:

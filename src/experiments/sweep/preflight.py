@@ -17,7 +17,11 @@ from typing import Any, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments import locks, secrets
+from experiments.config.validate import check_overrides, compose_full
 from experiments.errors import ExperimentError
+from experiments.sweep.records import SUMMARY_JSON, used_job_numbers
+from experiments.sweep.search import check_search
 from experiments.sweep.space import PARAMS, choice, parse, search_space
 
 
@@ -35,8 +39,6 @@ def check_sweep_or_exit(overrides: Optional[List[str]], multirun: bool) -> None:
 def check_sweep(overrides: List[str], lock: bool = False) -> None:
     """Every check of this module, in the order a user would fix them: config, search space, folder (with
     ``lock``, the sweep folder is locked for this process first: :func:`lock_sweep_dir`)."""
-    from experiments import secrets
-
     for override in overrides:  # Hydra's own settings too (a storage URL with a password, say)
         secrets.check_override(override)
     parsed = parse(overrides)
@@ -47,13 +49,11 @@ def check_sweep(overrides: List[str], lock: bool = False) -> None:
             _refuse_hydra_sweep(override, fixed)
         elif override.key_or_group.startswith(PARAMS) and "." in override.key_or_group[len(PARAMS):]:
             _refuse_dotted_param(override, override.value(), fixed)
-    from experiments.config.validate import compose_full
 
     cfg = compose_full([o.input_line for o in parsed if not o.is_sweep_override()])
     if choice(cfg, "hydra/sweeper") not in (None, "basic"):
         check_search_space(cfg, plain)
     if choice(cfg, "hydra/sweeper") == "optuna":
-        from experiments.sweep.search import check_search
 
         check_search(cfg, [o.input_line for o in parsed if not o.is_hydra_override()])
     if lock:
@@ -85,8 +85,6 @@ def _refuse_dotted_param(override, value: Any, fixed: List[str]) -> None:
 
 def check_search_space(cfg: DictConfig, plain: list) -> None:
     """The plain overrides as one job, then one job per value a trial can draw for each searched key."""
-    from experiments.config.validate import check_overrides
-
     space, config_fixed = search_space(cfg, plain)
     base = config_fixed + [o.input_line for o in plain if not o.is_sweep_override()]
     check_overrides(base)
@@ -96,8 +94,6 @@ def check_search_space(cfg: DictConfig, plain: list) -> None:
 
 def _check_entry(key: str, entry, where: str, base: List[str]) -> None:
     """Validate a job for each value a trial can get for ``key``; the error names the key and the value."""
-    from experiments.config.validate import check_overrides
-
     for value in trial_values(key, entry, where):
         try:
             check_overrides([*base, f"{key}={value}"])
@@ -144,8 +140,6 @@ def _fixed_sweep_dir(cfg: DictConfig) -> str:
 def lock_sweep_dir(cfg: DictConfig) -> None:
     """One sweep at a time in a given ``hydra.sweep.dir``: this process (the sweep's parent) holds its lock
     until it ends (``experiments.locks``); each job locks its own run dir (``callbacks``)."""
-    from experiments import locks
-
     raw = _fixed_sweep_dir(cfg)
     if raw and (not Path(raw).exists() or Path(raw).is_dir()):
         locks.hold(Path(raw), "hydra.sweep.dir")
@@ -172,9 +166,6 @@ def check_sweep_dir(cfg: DictConfig) -> None:
 
 def earlier_sweep(path: Path) -> Optional[str]:
     """What of an earlier sweep ``path`` holds (``jobs 0-2``, ``multirun.yaml``), or None."""
-    from experiments.sweep.records import used_job_numbers
-    from experiments.sweep.summary import SUMMARY_JSON
-
     if not path.is_dir():
         return None
     numbers = sorted(used_job_numbers(path))

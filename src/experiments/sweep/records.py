@@ -14,7 +14,12 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Set
 
+from experiments.errors import ExperimentError
+from experiments.files import write_json
+from experiments.runs import read_metrics
+
 RECORD_FILE = "sweep_job.json"
+SUMMARY_JSON = "sweep_summary.json"  # the sweep's summary (sweep/summary.py writes it)
 FINISHED = "finished"
 FAILED = "failed"
 PRUNED = "pruned"  # stopped early by the search's pruner (its metrics are partial)
@@ -33,8 +38,6 @@ def outcome(job_return) -> Any:
 
 def error_line(exc: BaseException) -> str:
     """One line that says what went wrong: the message for user errors, ``Type: message`` otherwise."""
-    from experiments.errors import ExperimentError
-
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
     if isinstance(exc, ExperimentError):
@@ -49,8 +52,6 @@ def job_key(overrides: Iterable[str]) -> tuple:
 
 def final_metrics(run_dir: Path) -> Dict[str, float]:
     """The float metrics of ``metrics.json``'s "final" dict (empty when the run wrote none)."""
-    from experiments.runs import read_metrics
-
     try:
         final = read_metrics(run_dir).get("final", {}) or {}
     except (OSError, ValueError):
@@ -61,8 +62,6 @@ def final_metrics(run_dir: Path) -> Dict[str, float]:
 
 def ended_as(run_dir: Path) -> str:
     """FINISHED, or PRUNED when the run stopped because its search pruned it (metrics.json ``stopped``)."""
-    from experiments.runs import read_metrics
-
     try:
         stopped = read_metrics(run_dir).get("stopped") or {}
     except (OSError, ValueError):
@@ -107,8 +106,6 @@ def relative_run_dir(run_dir: Path, sweep_dir: Path) -> str:
 
 
 def write(run_dir: Path, record: Dict[str, Any]) -> Path:
-    from experiments.files import write_json
-
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     path = Path(run_dir) / RECORD_FILE
     write_json(path, record)

@@ -36,8 +36,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import ExperimentError
+from experiments.files import write_json
+from experiments.runs import metric_values, read_metrics, request_stop
 from experiments.sweep import records
-from experiments.sweep.summary import SEED_KEYS
+from experiments.sweep.naming import sweep_id
+from experiments.sweep.space import parse, search_space
+from experiments.sweep.summary import SEED_KEYS, direction_for
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,6 @@ def settings_from(config: DictConfig) -> Settings:
     if len(directions) == 1 and len(objectives) > 1:
         directions = directions * len(objectives)
     if len(directions) == len(objectives):  # auto: *loss* and perplexity are minimised, the rest maximised
-        from experiments.sweep.summary import direction_for
 
         directions = [direction_for(str(o), None) if d == "auto" else d for o, d in zip(objectives, directions)]
     settings = Settings(
@@ -150,8 +153,6 @@ def check(s: Settings) -> None:
 def space_of(config: DictConfig, arguments: Sequence[str]) -> Tuple[Dict[str, Any], List[str]]:
     """({key: Optuna distribution}, fixed overrides) from ``hydra.sweeper.params`` and the command line
     (a command-line sweep replaces a key's range, a plain value fixes it)."""
-    from experiments.sweep.space import parse, search_space
-
     plain = [o for o in parse(list(arguments)) if not o.is_hydra_override()]
     space, config_fixed = search_space(config, plain)
     fixed = config_fixed + [o.input_line for o in plain if not o.is_sweep_override()]
@@ -261,7 +262,6 @@ def open_study(s: Settings, sweep_dir: Path, dists: Dict[str, Any]):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage, described = storage_for(s, sweep_dir)
-    from experiments.sweep.naming import sweep_id
 
     name = s.study_name or sweep_id(str(sweep_dir))
     try:
@@ -276,7 +276,6 @@ def open_study(s: Settings, sweep_dir: Path, dists: Dict[str, Any]):
     if found != s.directions:
         raise ExperimentError(f"study '{name}' in {described} optimises {found}, not {s.directions}: choose "
                               "another hydra.sweeper.study_name or the study's directions")
-    from experiments.files import write_json
 
     write_json(Path(sweep_dir) / STUDY_FILE, {
         "study_name": name, "storage": described, "objectives": s.objectives, "directions": s.directions,
@@ -379,8 +378,6 @@ class Search:
         lists it (as superseded by the job that runs the same parameters again)."""
         import time
 
-        from experiments.sweep.naming import sweep_id
-
         started = job.run_dir.stat().st_mtime if job.run_dir.exists() else time.time()
         records.write(job.run_dir, records.build(
             job=job.num, overrides=job.overrides, status=records.FAILED, run_dir=job.run_dir,
@@ -457,8 +454,6 @@ class Search:
     def outcome(self, job: Job) -> Tuple[str, Dict[str, Optional[float]], Optional[str]]:
         """(status, objective values, error) of one job, from its own record and metrics.json. A job the
         launcher kept from an earlier run of the sweep (same overrides, resume) is read where it ran."""
-        from experiments.runs import metric_values, read_metrics
-
         record = records.read(job.run_dir)
         run_dir = job.run_dir
         if record is None or record.get("job") != job.num:
@@ -522,8 +517,6 @@ class Monitor:
                     log.warning("pruning check of trial %d failed: %s", pending.trial.number, exc)
 
     def check(self, pending: Pending) -> None:
-        from experiments.runs import read_metrics, request_stop
-
         job = pending.jobs[0]
         if pending.prune_asked or not (job.run_dir / "metrics.json").is_file():
             return

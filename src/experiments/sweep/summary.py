@@ -22,11 +22,18 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from experiments import locks
+from experiments.files import atomic_write, write_json
+from experiments.metrics.significance import against_best
+from experiments.record import higher_is_better, is_better
+from experiments.record import quality_metrics as names_of
+from experiments.runs import metric_values, read_metrics
 from experiments.sweep import records
+from experiments.sweep.naming import sweep_id
+from experiments.sweep.records import SUMMARY_JSON
 
 log = logging.getLogger(__name__)
 
-SUMMARY_JSON = "sweep_summary.json"
 SUMMARY_CSV = "sweep_summary.csv"
 MAX_TABLE_METRICS = 4
 SUMMARY_WAIT_S = 120  # how long a summary waits for another process writing the same sweep's summary
@@ -57,8 +64,6 @@ def swept_params(jobs: List[Dict[str, Any]]) -> Dict[str, List[str]]:
 
 def quality_metrics(jobs: List[Dict[str, Any]]) -> List[str]:
     """Metric names worth a column: every non-speed metric of the finished jobs, in first-seen order."""
-    from experiments.record import quality_metrics as names_of
-
     return names_of(job.get("metrics", {}) for job in jobs)
 
 
@@ -80,7 +85,6 @@ def direction_for(metric: Optional[str], sweeper_direction: Any, greater_is_bett
     sweeper_direction = getattr(sweeper_direction, "name", sweeper_direction)  # Optuna's Direction enum
     if isinstance(sweeper_direction, str) and sweeper_direction.lower() in ("maximize", "minimize"):
         return sweeper_direction.lower()
-    from experiments.record import higher_is_better
 
     if metric and "loss" in metric:
         return "minimize"
@@ -97,8 +101,6 @@ def metric_value(job: Dict[str, Any], metric: Optional[str]) -> Optional[float]:
 
 
 def best_job(jobs: List[Dict[str, Any]], metric: Optional[str], direction: str) -> Optional[int]:
-    from experiments.record import is_better
-
     best, best_value = None, None
     for job in jobs:
         value = metric_value(job, metric) if job.get("status") == records.FINISHED else None
@@ -112,8 +114,6 @@ def build_summary(sweep_dir: Path, objective: Optional[str] = None, metric_for_b
                   objectives: Optional[List[str]] = None, replicates: int = 1) -> Dict[str, Any]:
     """The summary of the sweep in ``sweep_dir`` (see the module docstring); ``objectives`` (more than one
     name) makes it multi-objective, ``replicates`` > 1 always shows configurations with mean ± CI."""
-    from experiments.sweep.naming import sweep_id
-
     jobs, old = split_superseded(records.read_all(sweep_dir), sweep_dir)
     names = quality_metrics(jobs)
     objectives = [objectives] if isinstance(objectives, str) else [str(o) for o in objectives or []]
@@ -198,8 +198,6 @@ def group_configs(jobs: List[Dict[str, Any]], metric: Optional[str]) -> List[Dic
 def add_verdicts(configs: List[Dict[str, Any]], direction: str) -> None:
     """Each configuration with 2+ finished seeds against the best of them, corrected together
     (``metrics.significance.against_best``): ``vs_best`` is best / worse / tie with its figures, else None."""
-    from experiments.metrics.significance import against_best
-
     verdicts = against_best([c["values"] for c in configs], higher_is_better=direction == "maximize")
     for config, verdict in zip(configs, verdicts):
         config["vs_best"] = verdict
@@ -219,8 +217,6 @@ def verdict_text(config: Dict[str, Any]) -> str:
 
 def best_config(configs: List[Dict[str, Any]], direction: str) -> Optional[int]:
     """The configuration with the best mean (of its finished jobs), in ``direction``."""
-    from experiments.record import is_better
-
     best, best_mean = None, None
     for config in configs:
         if config["mean"] is not None and is_better(config["mean"], best_mean, direction == "maximize"):
@@ -244,7 +240,6 @@ def objective_values(job: Dict[str, Any], names: List[str], sweep_dir: Path) -> 
     values = {name: metric_value(job, name) for name in names}
     missing = [name for name, value in values.items() if value is None]
     if missing:
-        from experiments.runs import metric_values, read_metrics
 
         try:
             values.update(metric_values(read_metrics(records.resolve_run_dir(job, sweep_dir)), missing))
@@ -295,8 +290,6 @@ def split_superseded(jobs: List[Dict[str, Any]],
 def write_summary(summary: Dict[str, Any], sweep_dir: Path) -> Tuple[Path, Path]:
     """``sweep_summary.json`` (everything) and ``sweep_summary.csv`` (one row per job)."""
     import io
-
-    from experiments.files import atomic_write, write_json
 
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -483,8 +476,6 @@ def summarize_dir(sweep_dir: Path, **options: Any) -> Dict[str, Any]:
     """Build and write the summary of ``sweep_dir`` (``options``: those of :func:`build_summary`). Writers take
     turns: the records are read and the files written under one lock, so a summary never replaces a newer
     one with fewer rows, and two writers never mix their files."""
-    from experiments import locks
-
     with locks.holding(sweep_dir, "hydra.sweep.dir", locks.SUMMARY_LOCK, wait_s=SUMMARY_WAIT_S):
         summary = build_summary(sweep_dir, **options)
         write_summary(summary, sweep_dir)

@@ -16,6 +16,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from experiments.config.schema import ExperimentConfig, TaskConfig
 from experiments.errors import DataError
+from experiments.metrics.examples import TOKEN_LOSS_METRICS, ExampleRecords, eval_set_name, token_loss_stats
+from experiments.modeling import load_for_training, training_attention
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +240,6 @@ class TrainingTask:
 
     def new_model(self, model_dir, cfg, data, tokenizer):
         """The model to fine-tune: the checkpoint with this task's head (a new head if it has none)."""
-        from experiments.modeling import load_for_training, training_attention
-
         model, self.new_weights = load_for_training(model_dir, cfg.model, self.train_auto_class, self.head,
                                                     attn_implementation=training_attention(cfg))
         if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
@@ -333,14 +333,10 @@ class TokenLossTraining(TrainingTask):
     def eval_records(self, columns, scores, data, cfg):
         """One row per eval example (a text block, or a prompt -> target pair): its summed token loss and
         token count, from which the mean token loss and the perplexity are recomputed."""
-        from experiments.metrics.examples import TOKEN_LOSS_METRICS, ExampleRecords, eval_set_name
-
         return ExampleRecords(eval_set_name(cfg.dataset), dict(TOKEN_LOSS_METRICS), self.token_loss_rows(columns, data),
                               prefix="eval_")
 
     def token_loss_rows(self, columns, data) -> Iterator[Dict[str, Any]]:
-        from experiments.metrics.examples import token_loss_stats
-
         ids = [item.id for item in getattr(data, "eval_items", [])]
         for number, (loss_sum, tokens) in enumerate(zip(columns["loss_sum"].tolist(), columns["tokens"].tolist())):
             yield {"id": ids[number] if number < len(ids) else str(number), "prediction": None, "reference": None,

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from experiments import metrics
+from experiments.data.prepare import build_classification_data, build_collator
 from experiments.errors import DataError
+from experiments.metrics.examples import ExampleRecords, eval_set_name, label_metrics, label_rows
+from experiments.modeling import load_sequence_classifier, training_attention
 from experiments.tasks.base import Task, TrainingTask, short, text_field
 from experiments.tasks.labels import classification_quality, label_name_rows
 
@@ -84,14 +88,10 @@ class TextClassification(TrainingTask, Task):
 
     # --- training ------------------------------------------------------------------------------------
     def training_data(self, raw, tokenizer, cfg):
-        from experiments.data.prepare import build_classification_data
-
         self.data = build_classification_data(raw, tokenizer, cfg.dataset, cfg.tokenizer)
         return self.data
 
     def new_model(self, model_dir, cfg, data, tokenizer):
-        from experiments.modeling import load_sequence_classifier, training_attention
-
         model, self.new_weights = load_sequence_classifier(
             model_dir, cfg.model, num_labels=data.num_labels, id2label=data.id2label,
             is_regression=data.is_regression, pad_token_id=tokenizer.pad_token_id,
@@ -99,16 +99,12 @@ class TextClassification(TrainingTask, Task):
         return model
 
     def collator(self, tokenizer, cfg):
-        from experiments.data.prepare import build_collator
-
         return build_collator(tokenizer, cfg.collator, cfg.tokenizer)
 
     def setup_training(self, model_config, cfg) -> None:
         self.model_config, self.train_auto_class = model_config, self.auto_class
 
     def metric_function(self, cfg, data):
-        from experiments import metrics
-
         return metrics.for_classification(cfg.dataset.metric, cfg.dataset.metric_config, data.num_labels,
                                           data.is_regression)
 
@@ -131,8 +127,6 @@ class TextClassification(TrainingTask, Task):
 
     def eval_records(self, columns, scores, data, cfg):
         """One row per eval example: label ids (shown as names) or scores, and each metric's statistics."""
-        from experiments.metrics.examples import ExampleRecords, eval_set_name, label_metrics, label_rows
-
         names = [name for name in scores if name != "loss"] + (["loss"] if "loss" in columns else [])
         metrics, skipped = label_metrics(names, list(range(data.num_labels)), data.is_regression)
         predictions, labels = columns["prediction"].tolist(), columns["label"].tolist()

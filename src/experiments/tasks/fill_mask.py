@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List
 
+from experiments.data.lm import mlm_blocks, premask
+from experiments.data.prepare import select_text_splits
 from experiments.errors import DataError, ExperimentError
 from experiments.tasks.base import Task, TokenLossTraining, TrainingData, short
 
@@ -81,9 +83,6 @@ class FillMask(TokenLossTraining, Task):
     def training_data(self, raw, tokenizer, cfg) -> TrainingData:
         """Text cut into blocks of max_length tokens; the eval blocks are masked once, with the run's seed, so
         every evaluation scores the same masks (``eval_perplexity``)."""
-        from experiments.data.lm import mlm_blocks, premask
-        from experiments.data.prepare import select_text_splits
-
         if tokenizer.mask_token is None:
             raise ExperimentError("task=fill-mask needs a tokenizer with a mask token; this one has none")
         data_cfg = cfg.dataset

@@ -12,7 +12,16 @@ import logging
 import time
 from typing import Any, Dict, Iterator, List, Optional
 
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from experiments import hardware, metrics
+from experiments.data.lm import causal_blocks, flattening_collator, seq2seq_features, sft_features
+from experiments.data.prepare import example_ids, select_text_splits
 from experiments.errors import ExperimentError
+from experiments.metrics.examples import TRANSLATION_METRICS, rouge_stats, spec, translation_stats
+from experiments.metrics.rouge.rouge import DEFAULT_ROUGE_TYPES
+from experiments.modeling import config_positions, separates_flattened
 from experiments.tasks.base import Context, Item, Task, TokenLossTraining, TrainingData, text_field
 
 log = logging.getLogger(__name__)
@@ -24,24 +33,24 @@ LANGUAGES = {"en": "English", "de": "German", "fr": "French", "ro": "Romanian", 
 FIRST_TOKEN_TIMES = "first_token_times"  # Context.extra key: when each generate() call had its first new token
 
 
-def first_token_clock(times: List[float]):
+class FirstTokenClock(StoppingCriteria):
     """A stopping criterion that never stops: it appends the time of its first call (right after the first
     new token of a generate() call) to ``times``, which gives time-to-first-token per batch."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
 
-    class FirstTokenClock(StoppingCriteria):
-        seen = False
+    def __init__(self, times: List[float]) -> None:
+        self.times, self.seen = times, False
 
-        def __call__(self, input_ids, scores, **kwargs):
-            if not self.seen:
-                if input_ids.is_cuda:
-                    torch.cuda.synchronize(input_ids.device)
-                times.append(time.perf_counter())
-                self.seen = True
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    def __call__(self, input_ids, scores, **kwargs):
+        if not self.seen:
+            if input_ids.is_cuda:
+                torch.cuda.synchronize(input_ids.device)
+            self.times.append(time.perf_counter())
+            self.seen = True
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
-    return StoppingCriteriaList([FirstTokenClock()])
+
+def first_token_clock(times: List[float]) -> StoppingCriteriaList:
+    return StoppingCriteriaList([FirstTokenClock(times)])
 
 
 def language_name(code: Optional[str]) -> str:
@@ -148,9 +157,6 @@ class GenerationTraining(TokenLossTraining):
         return task
 
     def sft_data(self, train, evaluation, tokenizer, cfg, source: str, target: str):
-        from experiments.data.lm import sft_features
-        from experiments.modeling import config_positions
-
         task = self.data_task(tokenizer, cfg)
 
         def prompt_ids(text: str) -> List[int]:
@@ -165,14 +171,11 @@ class GenerationTraining(TokenLossTraining):
     def collator(self, tokenizer, cfg):
         self.flattened = self.padding_free(cfg)
         if self.flattened:
-            from experiments.data.lm import flattening_collator
 
             return flattening_collator()
         return self.eval_collator(tokenizer, cfg)
 
     def flattening_works(self, model, cfg) -> bool:
-        from experiments.modeling import separates_flattened
-
         if not getattr(self, "flattened", False) or separates_flattened(model):
             return True
         if cfg.collator.padding_free == "true":
@@ -191,8 +194,6 @@ class GenerationTraining(TokenLossTraining):
     def padding_free(self, cfg) -> bool:
         """``collator.padding_free`` for this run: causal prompt -> target rows only (LM blocks have no padding;
         encoder-decoder models cannot be flattened)."""
-        from experiments import hardware
-
         wanted = hardware.padding_free(cfg.collator.padding_free, hardware.training_device_type(), cfg.trainer.backend)
         if wanted and not self.shift_labels:
             if cfg.collator.padding_free == "true":
@@ -281,9 +282,6 @@ class TextGeneration(GenerationTraining, Generation):
 
     def training_data(self, raw, tokenizer, cfg) -> TrainingData:
         """Raw text cut into blocks of max_length tokens, or prompt -> response rows (dataset.response_column)."""
-        from experiments.data.lm import causal_blocks
-        from experiments.data.prepare import select_text_splits
-
         data_cfg = cfg.dataset
         response = data_cfg.response_column
         train, evaluation = select_text_splits(raw, data_cfg, [data_cfg.text_column] + ([response] if response else []))
@@ -368,9 +366,6 @@ class Seq2SeqTask(GenerationTraining, Generation):
 
     def training_data(self, raw, tokenizer, cfg) -> TrainingData:
         """seq2seq: ``prefix + source`` -> ``text_target``; causal: the inference prompt -> target + EOS."""
-        from experiments.data.lm import seq2seq_features
-        from experiments.data.prepare import select_text_splits
-
         source, target = self.source_target_columns(cfg)
         train, evaluation = select_text_splits(raw, cfg.dataset, [source, target])
         if self.shift_labels:
@@ -382,7 +377,6 @@ class Seq2SeqTask(GenerationTraining, Generation):
                                          max_source_length=max_source, max_target_length=cfg.task.max_new_tokens,
                                          num_proc=cfg.dataset.num_proc, desc=f"seq2seq {cfg.dataset.name} {name}")
                         for name, split in (("train", train), ("eval", evaluation))]
-        from experiments.data.prepare import example_ids
 
         items = [Item(example, row[source], row[target]) for example, row in zip(example_ids(evaluation), evaluation)]
         return TrainingData(features[0], features[1], items)
@@ -396,8 +390,6 @@ class Summarization(Seq2SeqTask):
     output_key = "summary_text"
 
     def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
-        from experiments import metrics
-
         pairs = [(self.output_text(o), str(r)) for o, r in zip(outputs, references) if r is not None]
         if not pairs:
             return {}
@@ -406,9 +398,6 @@ class Summarization(Seq2SeqTask):
 
     def example_rows(self, items, outputs):
         """Each summary's ROUGE F-measures (what :meth:`quality` averages)."""
-        from experiments.metrics.examples import rouge_stats, spec
-        from experiments.metrics.rouge.rouge import DEFAULT_ROUGE_TYPES
-
         scored = self.scored(items, outputs)
         if not scored:
             return None
@@ -444,8 +433,6 @@ class Translation(Seq2SeqTask):
         return super().reference_from_record(record, reference_column)
 
     def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
-        from experiments import metrics
-
         pairs = [(self.output_text(o), str(r)) for o, r in zip(outputs, references) if r is not None]
         if not pairs:
             return {}
@@ -456,8 +443,6 @@ class Translation(Seq2SeqTask):
 
     def example_rows(self, items, outputs):
         """Each translation's sacrebleu statistics of BLEU and chrF (corpus scores recomputed from their sums)."""
-        from experiments.metrics.examples import TRANSLATION_METRICS, translation_stats
-
         scored = self.scored(items, outputs)
         if not scored:
             return None

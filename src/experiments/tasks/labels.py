@@ -4,6 +4,9 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
+from experiments import metrics
+from experiments.metrics.examples import label_rows, spec
+
 _GENERIC = re.compile(r"^label_(\d+)$", re.IGNORECASE)
 
 
@@ -23,8 +26,6 @@ def normalise(label: Any, names: Optional[Sequence[str]] = None) -> str:
 def classification_quality(predicted: List[str], references: List[Any],
                            names: Optional[Sequence[str]] = None) -> Dict[str, float]:
     """``accuracy`` and ``f1`` (macro) from the bundled evaluate modules, over items with a reference."""
-    from experiments import metrics
-
     pairs = [(normalise(p, names), normalise(r, names)) for p, r in zip(predicted, references) if r is not None]
     if not pairs:
         return {}
@@ -39,8 +40,6 @@ def classification_quality(predicted: List[str], references: List[Any],
 def label_name_rows(scored, top_label, names):
     """({accuracy, f1 (macro)}, rows) of inference labels against references, both normalised as
     :func:`classification_quality` compares them (the classes: those that occur)."""
-    from experiments.metrics.examples import label_rows, spec
-
     if not scored:
         return None
     predicted = [normalise(top_label(output), names) for _, output, _ in scored]

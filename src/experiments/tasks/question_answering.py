@@ -12,7 +12,11 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from experiments import metrics
+from experiments.data.prepare import build_collator, select_text_splits
+from experiments.data.qa import QA_COLUMNS, build_qa_features, check_qa_rows
 from experiments.errors import DataError, ExperimentError
+from experiments.metrics.examples import SQUAD_METRICS, ExampleRecords, eval_set_name, squad_stats
 from experiments.tasks.base import Item, Task, TrainingData, TrainingTask, short
 
 
@@ -141,8 +145,6 @@ class QuestionAnswering(TrainingTask, Task):
         return None
 
     def quality(self, outputs: List[Any], references: List[Any]) -> Dict[str, float]:
-        from experiments import metrics
-
         rows = [(i, o, r) for i, (o, r) in enumerate(zip(outputs, references)) if r is not None]
         if not rows:
             return {}
@@ -154,8 +156,6 @@ class QuestionAnswering(TrainingTask, Task):
 
     def example_rows(self, items, outputs):
         """SQuAD exact match and F1 of each question (best over its gold answers), 0-100 as :meth:`quality`."""
-        from experiments.metrics.examples import SQUAD_METRICS, squad_stats
-
         scored = self.scored(items, outputs)
         if not scored:
             return None
@@ -172,9 +172,6 @@ class QuestionAnswering(TrainingTask, Task):
     def training_data(self, raw, tokenizer, cfg) -> TrainingData:
         """Windows with answer start/end tokens (experiments.data.qa); the eval rows also as inference items,
         so SQuAD EM / F1 during training come from the same span decoding as ``mode=infer``."""
-        from experiments.data.prepare import select_text_splits
-        from experiments.data.qa import QA_COLUMNS, build_qa_features, check_qa_rows
-
         self.check_model(None, tokenizer, cfg.task)
         data_cfg = cfg.dataset
         train, evaluation = select_text_splits(raw, data_cfg, list(QA_COLUMNS))
@@ -203,8 +200,6 @@ class QuestionAnswering(TrainingTask, Task):
                                 f"raise it or shorten the question")
 
     def collator(self, tokenizer, cfg):
-        from experiments.data.prepare import build_collator
-
         return build_collator(tokenizer, cfg.collator, cfg.tokenizer)
 
     def eval_rows(self, output, batch):
@@ -223,8 +218,6 @@ class QuestionAnswering(TrainingTask, Task):
     def eval_records(self, columns, scores, data, cfg):
         """One row per question: the decoded answer, the gold answers, exact match and F1 (the loss is per
         window of a context, not per question: left out)."""
-        from experiments.metrics.examples import ExampleRecords, eval_set_name
-
         found = self.example_rows(*getattr(self, "answered", ([], [])))
         if found is None:
             return None

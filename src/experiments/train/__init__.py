@@ -4,15 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict
 
+from experiments import interrupts
+from experiments.errors import ExperimentError
+from experiments.hardware import check_cpu_counts
+from experiments.tracking import check_wandb
+from experiments.train.launch import in_distributed_worker, launch_workers
+
 
 def train(cfg, run_dir: Path) -> Dict[str, Any]:
     """Run the configured training; returns the run's metrics (also written to ``metrics.json``).
     Signals are deferred throughout (see experiments.interrupts): set-up and the loop act on them."""
-    from experiments import interrupts
-    from experiments.hardware import check_cpu_counts
-    from experiments.tracking import check_wandb
-    from experiments.train.launch import in_distributed_worker, launch_workers
-
     stop = interrupts.current()
     stop.deferring = True
     try:
@@ -38,8 +39,6 @@ def train(cfg, run_dir: Path) -> Dict[str, Any]:
 def _run_trl(cfg, run_dir: Path) -> Dict[str, Any]:
     """``tuning=dpo`` / ``grpo``: TRL's trainer for the method, one line when TRL is not installed."""
     import importlib.util
-
-    from experiments.errors import ExperimentError
 
     if importlib.util.find_spec("trl") is None:
         raise ExperimentError(f"tuning={cfg.tuning.name} needs TRL: pip install 'trl>=1.16' "

@@ -13,7 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from experiments.errors import ExperimentError, WriteFailed
+from experiments.errors import ExperimentError, WriteFailed, reason_of
+from experiments.files import atomic_write
+from experiments.runs import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +104,6 @@ def _write_state(accelerator, directory: Path, state: Dict[str, Any], writer: bo
     """Accelerate's files, then ``loop_state.json`` (atomically, last). A failed write (disk full, permission
     denied) removes this unfinished checkpoint, to free its space, and raises WriteFailed: the earlier
     checkpoints stay, and the run resumes from the newest of them."""
-    from experiments.errors import reason_of
-    from experiments.files import atomic_write
-
     try:
         accelerator.save_state(str(directory))
         accelerator.wait_for_everyone()  # every process's files (its RNG state, its shards) are written before listing
@@ -151,8 +150,6 @@ def nothing_to_continue(run_dir: Path) -> bool:
     """A run stopped before its first whole checkpoint that holds no result (no ``best/``, ``last/`` or final
     metrics): a resume in place starts it again from step 0 in its own folder, the same experiment from its
     beginning, instead of asking the user to delete it. Its trackers drop what the stopped attempt logged."""
-    from experiments.runs import read_metrics
-
     run_dir = Path(run_dir)
     if (run_dir / "best").exists() or (run_dir / "last").exists():
         return False

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from experiments import adapters
+from experiments.data.sources import load_raw
 from experiments.errors import ExperimentError
+from experiments.modeling import load_config, load_tokenizer, resolve
+from experiments.record import higher_is_better, is_quality_metric
+from experiments.record import is_better as better
+from experiments.runs import run_name_from_overrides, stop_request
+from experiments.tasks.registry import task_class, trainable_tasks
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +34,6 @@ class Experiment:
 
     def new_model(self, cfg):
         """The task's model, wrapped with adapters when ``peft`` says so (both backends call this)."""
-        from experiments import adapters
-
         model = self.task.new_model(self.model_dir, cfg, self.data, self.tokenizer)
         if not self.task.flattening_works(model, cfg):
             self.collator = self.eval_collator
@@ -37,8 +42,6 @@ class Experiment:
 
 def training_task(cfg):
     """The task object ``cfg.task.name`` names, if it trains (else one line naming those that do)."""
-    from experiments.tasks.registry import task_class, trainable_tasks
-
     task = task_class(cfg.task.name)(cfg.task)
     if not task.trains:
         raise ExperimentError(f"task={cfg.task.name} does not train (mode=train covers: "
@@ -50,9 +53,6 @@ def build_experiment(cfg, main_process_first=None) -> Experiment:
     """Resolve the model, load the tokenizer, load + tokenize the data (main process first), pick metrics —
     each through the task object, so training and inference share one definition of the task."""
     import contextlib
-
-    from experiments.data.sources import load_raw
-    from experiments.modeling import load_config, load_tokenizer, resolve
 
     task = training_task(cfg)
     resolved = resolve(cfg.model, cfg.paths.mirror)
@@ -74,16 +74,12 @@ def best_metric_key(cfg, eval_metrics: Dict[str, float]) -> str:
         if key not in eval_metrics:
             raise ExperimentError(f"trainer.metric_for_best '{key}' is not an eval metric ({', '.join(eval_metrics)})")
         return key
-    from experiments.record import is_quality_metric
 
     preferred = [k for k in eval_metrics if k != "eval_loss" and is_quality_metric(k)]
     return preferred[0] if preferred else "eval_loss"
 
 
 def is_better(cfg, key: str, value: float, best: Optional[float]) -> bool:
-    from experiments.record import higher_is_better
-    from experiments.record import is_better as better
-
     return better(value, best, higher_is_better(key, cfg.trainer.greater_is_better))
 
 
@@ -92,8 +88,6 @@ def early_stop(cfg, key: str, history: List[Dict[str, Any]]) -> Optional[Dict[st
     ones) did not beat the best value before them by more than ``trainer.early_stopping_threshold``. A function
     of the evaluation history alone, so a resumed run decides as the uninterrupted one would."""
     import math
-
-    from experiments.record import higher_is_better
 
     t = cfg.trainer
     if not t.early_stopping_patience:
@@ -133,8 +127,6 @@ def requested_stop(run_dir, step: int, agree=None) -> Optional[Dict[str, Any]]:
     """Why the run stops now because something outside it asked (a search pruned this trial, see
     :data:`experiments.runs.STOP_REQUEST`), or None. ``agree(flag) -> bool`` makes every process of a
     multi-process run decide alike (called on all of them at the same step)."""
-    from experiments.runs import stop_request
-
     request = stop_request(run_dir)
     if not (agree(request is not None) if agree is not None else request is not None):
         return None
@@ -147,7 +139,6 @@ def run_name(cfg, overrides: Optional[List[str]] = None) -> str:
     """A readable name from the overrides (``model=bert,trainer.lr=3e-5``) or model + dataset."""
     if cfg.logger.run_name:
         return cfg.logger.run_name
-    from experiments.runs import run_name_from_overrides
 
     return run_name_from_overrides(overrides or []) or f"{cfg.model.name}-{cfg.dataset.name}"
 

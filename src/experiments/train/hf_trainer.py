@@ -12,10 +12,19 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from experiments import hardware, interrupts
+from transformers import TrainerCallback
+
+from experiments import adapters, hardware, interrupts
 from experiments.errors import ExperimentError, TrainingDiverged, disk_failure
+from experiments.files import replace_dir
 from experiments.interrupts import Interrupted
+from experiments.metrics.examples import RECORD_KEY, write_records
+from experiments.record import RunRecord, to_payload, write_record
+from experiments.runs import environment, plot_learning_curve
+from experiments.secrets import scrub
+from experiments.tracking import Tracking, build_trackers
 from experiments.train import nodes
+from experiments.train.checkpoints import nothing_to_continue, resume_in_place, resume_requested
 from experiments.train.common import (
     any_process,
     best_metric_key,
@@ -83,137 +92,126 @@ def training_arguments(cfg, run_dir: Path, arguments_class=None, **extra: Any):
     return arguments_class(**{**values, **extra})
 
 
-def _mirror_callback():
-    """A TrainerCallback class (transformers is imported lazily) that mirrors the Trainer's logs into our
-    history, train log and trackers, and stops on a diverged loss or a recorded signal."""
-    from transformers import TrainerCallback
+class Mirror(TrainerCallback):
+    """Mirrors the Trainer's logs into our history, train log and trackers, keeps ``best/``, and stops on a
+    diverged loss, a recorded signal, early stopping or a search's request."""
 
-    class Mirror(TrainerCallback):
-        def __init__(self, cfg, perplexity: bool) -> None:
-            self.cfg, self.lr, self.perplexity = cfg, cfg.trainer.lr, perplexity
-            self.history: List[Dict[str, Any]] = []
-            self.train_log: List[Dict[str, Any]] = []
-            self.tracking = None
-            self.stopped: Optional[Dict[str, Any]] = None
-            self.run_dir: Optional[Path] = None
-            self.evaluations: List[Dict[str, Any]] = []  # on every process (history: the main process's)
-            self.train_keys: tuple = ()  # a trainer's own per-step metrics kept in the train log (TRL's rewards)
-            self.step_seconds = 0.0  # inside training steps, as our loop's clock: evaluations and saves left out
-            self._step_began: Optional[float] = None
+    def __init__(self, cfg, perplexity: bool) -> None:
+        self.cfg, self.lr, self.perplexity = cfg, cfg.trainer.lr, perplexity
+        self.history: List[Dict[str, Any]] = []
+        self.train_log: List[Dict[str, Any]] = []
+        self.tracking = None
+        self.stopped: Optional[Dict[str, Any]] = None
+        self.run_dir: Optional[Path] = None
+        self.evaluations: List[Dict[str, Any]] = []  # on every process (history: the main process's)
+        self.train_keys: tuple = ()  # a trainer's own per-step metrics kept in the train log (TRL's rewards)
+        self.step_seconds = 0.0  # inside training steps, as our loop's clock: evaluations and saves left out
+        self._step_began: Optional[float] = None
 
-        def _evals(self, logs: Dict[str, Any]) -> Dict[str, float]:
-            """The eval metrics of a Trainer log (runtime in seconds; language models: perplexity =
-            exp(mean token loss))."""
-            evals = {k.replace("_runtime", "_runtime_s"): float(v) for k, v in logs.items()
-                     if k.startswith("eval_") and isinstance(v, (int, float))}
-            if evals and self.perplexity and "eval_loss" in evals:
-                evals["eval_perplexity"] = math.exp(min(evals["eval_loss"], 50.0))
-            return evals
+    def _evals(self, logs: Dict[str, Any]) -> Dict[str, float]:
+        """The eval metrics of a Trainer log (runtime in seconds; language models: perplexity =
+        exp(mean token loss))."""
+        evals = {k.replace("_runtime", "_runtime_s"): float(v) for k, v in logs.items()
+                 if k.startswith("eval_") and isinstance(v, (int, float))}
+        if evals and self.perplexity and "eval_loss" in evals:
+            evals["eval_perplexity"] = math.exp(min(evals["eval_loss"], 50.0))
+        return evals
 
-        def on_train_begin(self, args, state, control, **kwargs):
-            """A resumed run's evaluations and train log so far (the Trainer restores its log history before this:
-            what was logged up to the checkpoint, none of what came after it)."""
-            self.evaluations = [{"step": entry["step"], **self._evals(entry)} for entry in state.log_history
-                                if "eval_loss" in entry]
-            if state.is_world_process_zero:
-                self.history, self.train_log = [], []
-                for entry in state.log_history:
-                    self._keep(entry, entry["step"], round(entry.get("epoch") or 0.0, 4))
+    def on_train_begin(self, args, state, control, **kwargs):
+        """A resumed run's evaluations and train log so far (the Trainer restores its log history before this:
+        what was logged up to the checkpoint, none of what came after it)."""
+        self.evaluations = [{"step": entry["step"], **self._evals(entry)} for entry in state.log_history
+                            if "eval_loss" in entry]
+        if state.is_world_process_zero:
+            self.history, self.train_log = [], []
+            for entry in state.log_history:
+                self._keep(entry, entry["step"], round(entry.get("epoch") or 0.0, 4))
 
-        def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs):
-            """``best/`` when the best metric improved, ``trainer.early_stopping_patience`` (both the same rules
-            as our loop) and a search's request to stop (a pruned trial); every process decides alike."""
-            if self.run_dir is not None and self.stopped is None:
-                self.stopped = requested_stop(self.run_dir, state.global_step, agree=any_process)
-                control.should_training_stop = control.should_training_stop or self.stopped is not None
-            if not metrics:
-                return
-            evals = self._evals(metrics)
-            key = best_metric_key(self.cfg, evals)
-            improved = math.isfinite(evals.get("eval_loss", 0.0)) and is_better(self.cfg, key, evals[key],
-                                                                                   self._best_value(key))
-            self.evaluations.append({"step": state.global_step, **evals})
-            if improved and state.is_world_process_zero:
-                self._save_best(model, processing_class)
-            stopped = early_stop(self.cfg, key, self.evaluations)
-            if stopped and state.global_step > 0:
-                self.stopped = stopped
-                control.should_training_stop = True
+    def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs):
+        """``best/`` when the best metric improved, ``trainer.early_stopping_patience`` (both the same rules
+        as our loop) and a search's request to stop (a pruned trial); every process decides alike."""
+        if self.run_dir is not None and self.stopped is None:
+            self.stopped = requested_stop(self.run_dir, state.global_step, agree=any_process)
+            control.should_training_stop = control.should_training_stop or self.stopped is not None
+        if not metrics:
+            return
+        evals = self._evals(metrics)
+        key = best_metric_key(self.cfg, evals)
+        improved = math.isfinite(evals.get("eval_loss", 0.0)) and is_better(self.cfg, key, evals[key],
+                                                                               self._best_value(key))
+        self.evaluations.append({"step": state.global_step, **evals})
+        if improved and state.is_world_process_zero:
+            self._save_best(model, processing_class)
+        stopped = early_stop(self.cfg, key, self.evaluations)
+        if stopped and state.global_step > 0:
+            self.stopped = stopped
+            control.should_training_stop = True
 
-        def _best_value(self, key: str) -> Optional[float]:
-            best = None
-            for row in self.evaluations:
-                if key in row and is_better(self.cfg, key, row[key], best):
-                    best = row[key]
-            return best
+    def _best_value(self, key: str) -> Optional[float]:
+        best = None
+        for row in self.evaluations:
+            if key in row and is_better(self.cfg, key, row[key], best):
+                best = row[key]
+        return best
 
-        def _save_best(self, model, tokenizer) -> None:
-            """``best/``: the model (merged, with its adapter beside it, under peft) + tokenizer, swapped in whole."""
-            from experiments import adapters
-            from experiments.files import replace_dir
+    def _save_best(self, model, tokenizer) -> None:
+        """``best/``: the model (merged, with its adapter beside it, under peft) + tokenizer, swapped in whole."""
+        if self.run_dir is not None and self.cfg.trainer.save_model and model is not None:
+            replace_dir(self.run_dir / "best",
+                        lambda tmp: adapters.save(model, tokenizer, tmp, self.cfg.peft, self.cfg.model))
 
-            if self.run_dir is not None and self.cfg.trainer.save_model and model is not None:
-                replace_dir(self.run_dir / "best",
-                            lambda tmp: adapters.save(model, tokenizer, tmp, self.cfg.peft, self.cfg.model))
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_began = time.perf_counter()
 
-        def on_step_begin(self, args, state, control, **kwargs):
-            self._step_began = time.perf_counter()
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._step_began is not None:  # forward, backward and the optimizer step; what follows is not
+            self.step_seconds += time.perf_counter() - self._step_began
+            self._step_began = None
+        if interrupts.current().requested:  # checkpoint this step, then stop (raised after train())
+            control.should_save = True
+            control.should_training_stop = True
 
-        def on_step_end(self, args, state, control, **kwargs):
-            if self._step_began is not None:  # forward, backward and the optimizer step; what follows is not
-                self.step_seconds += time.perf_counter() - self._step_began
-                self._step_began = None
-            if interrupts.current().requested:  # checkpoint this step, then stop (raised after train())
-                control.should_save = True
-                control.should_training_stop = True
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs and not math.isfinite(float(logs["loss"])):
+            raise TrainingDiverged(f"training diverged: train loss is {logs['loss']} at step {state.global_step}; "
+                                   f"lower trainer.lr (now {self.lr}) or check the data")
+        if not logs or not state.is_world_process_zero:
+            return
+        row, evals = self._keep(logs, state.global_step, round(state.epoch or 0.0, 4))
+        for values in (row, evals):
+            if values:
+                self._log(values, state.global_step)
+        if evals:
+            self._write_progress()
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs and not math.isfinite(float(logs["loss"])):
-                raise TrainingDiverged(f"training diverged: train loss is {logs['loss']} at step {state.global_step}; "
-                                       f"lower trainer.lr (now {self.lr}) or check the data")
-            if not logs or not state.is_world_process_zero:
-                return
-            row, evals = self._keep(logs, state.global_step, round(state.epoch or 0.0, 4))
-            for values in (row, evals):
-                if values:
-                    self._log(values, state.global_step)
-            if evals:
-                self._write_progress()
+    def _keep(self, logs: Dict[str, Any], step: int, epoch: float):
+        """(train-log row, evaluation) of one Trainer log, each appended to ``train_log`` / ``history``
+        (empty when the log holds none)."""
+        row: Dict[str, float] = {}
+        if "loss" in logs:
+            row = {"train_loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0)),
+                   **{key: float(logs[key]) for key in self.train_keys
+                      if isinstance(logs.get(key), (int, float)) and not isinstance(logs[key], bool)}}
+            self.train_log.append({"step": step, "epoch": epoch, **row})
+        evals = self._evals(logs)
+        if evals:
+            self.history.append({"step": step, "epoch": epoch, **evals})
+        return row, evals
 
-        def _keep(self, logs: Dict[str, Any], step: int, epoch: float):
-            """(train-log row, evaluation) of one Trainer log, each appended to ``train_log`` / ``history``
-            (empty when the log holds none)."""
-            row: Dict[str, float] = {}
-            if "loss" in logs:
-                row = {"train_loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0)),
-                       **{key: float(logs[key]) for key in self.train_keys
-                          if isinstance(logs.get(key), (int, float)) and not isinstance(logs[key], bool)}}
-                self.train_log.append({"step": step, "epoch": epoch, **row})
-            evals = self._evals(logs)
-            if evals:
-                self.history.append({"step": step, "epoch": epoch, **evals})
-            return row, evals
+    def _write_progress(self) -> None:
+        """The evaluations so far in metrics.json (what a search's pruner reads while the run trains)."""
+        if self.run_dir is not None:
+            write_record(self.run_dir, RunRecord(mode="train", model=self.cfg.model.name_or_path,
+                                                 backend="hf_trainer", history=self.history,
+                                                 train_log=self.train_log, task=self.cfg.task.name))
 
-        def _write_progress(self) -> None:
-            """The evaluations so far in metrics.json (what a search's pruner reads while the run trains)."""
-            from experiments.record import RunRecord, write_record
-
-            if self.run_dir is not None:
-                write_record(self.run_dir, RunRecord(mode="train", model=self.cfg.model.name_or_path,
-                                                     backend="hf_trainer", history=self.history,
-                                                     train_log=self.train_log, task=self.cfg.task.name))
-
-        def _log(self, values: Dict[str, float], step: int) -> None:
-            if self.tracking is not None:
-                self.tracking.log(values, step)
-
-    return Mirror
+    def _log(self, values: Dict[str, float], step: int) -> None:
+        if self.tracking is not None:
+            self.tracking.log(values, step)
 
 
 def _resume_checkpoint(t, output_dir: str) -> Optional[str]:
     """``trainer.resume``: this run's newest ``checkpoint-N`` (true/latest) or the given path."""
-    from experiments.train.checkpoints import nothing_to_continue, resume_in_place, resume_requested
-
     if not resume_requested(t.resume):
         return None
     resume = _last_whole_checkpoint(output_dir) if resume_in_place(t.resume) else t.resume
@@ -245,10 +243,6 @@ def _last_whole_checkpoint(output_dir: str) -> Optional[str]:
 def _start_tracking(cfg, run_dir: Path, name: str, resume: Optional[str]):
     from omegaconf import OmegaConf
 
-    from experiments.secrets import scrub
-    from experiments.tracking import Tracking, build_trackers
-    from experiments.train.checkpoints import resume_requested
-
     config = scrub(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True))
     restart = -1 if resume_requested(cfg.trainer.resume) else None  # starting again from step 0: drop every row
     resume_step = int(Path(resume).name.rsplit("-", 1)[-1]) if resume else restart
@@ -270,7 +264,7 @@ def run(cfg, run_dir: Path) -> Dict[str, Any]:
                               f"task={cfg.task.name} trains with trainer=accelerate (the default)")
     model = exp.new_model(cfg)
     name = run_name(cfg, hydra_overrides())
-    mirror = _mirror_callback()(cfg, perplexity=exp.compute_metrics is None)
+    mirror = Mirror(cfg, perplexity=exp.compute_metrics is None)
     mirror.run_dir = run_dir
     last_eval: Dict[str, Any] = {}
     trainer = Trainer(model=model, args=args, train_dataset=exp.data.train, eval_dataset=exp.data.eval,
@@ -311,8 +305,6 @@ def _metric_function(exp, last: Dict[str, Any]):
 def _eval_predictions(cfg, run_dir: Path, exp, last: Dict[str, Any]) -> Dict[str, Any]:
     """eval_predictions.jsonl of the final evaluation (main process), and its entry in metrics.json. The
     Trainer's eval_loss is a mean of batch means, so the loss is not among the rows' metrics."""
-    from experiments.metrics.examples import RECORD_KEY, write_records
-
     if not last:
         return {}
     records = exp.task.eval_records(last["columns"], last["scores"], exp.data, cfg)
@@ -345,10 +337,6 @@ def _train(trainer, resume: Optional[str], run_dir: Path):
 def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name: str,
             resume: Optional[str], last_eval: Dict[str, Any]) -> Dict[str, Any]:
     """Final evaluation, ``last/``, and the same run record our loop writes."""
-    from experiments import adapters
-    from experiments.record import RunRecord, to_payload, write_record
-    from experiments.runs import environment, plot_learning_curve
-
     t, args, history, train_log = cfg.trainer, trainer.args, mirror.history, mirror.train_log
     # The final state is always evaluated; log_history is the same on every rank, so all ranks agree.
     if not any("eval_loss" in h and h.get("step") == result.global_step for h in trainer.state.log_history):
@@ -392,7 +380,6 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
     if not trainer.is_world_process_zero():
         return to_payload(record)
     if t.save_model and (mirror.stopped or {}).get("reason") != "pruned":  # a pruned trial's weights: not kept
-        from experiments.files import replace_dir
 
         replace_dir(run_dir / "last", lambda tmp: adapters.save(trainer.model, exp.tokenizer, tmp, cfg.peft, cfg.model))
     plot_learning_curve(history, train_log, run_dir / "learning_curve.png", title=name)

@@ -15,8 +15,12 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+from experiments import interrupts
 from experiments.errors import ExperimentError
+from experiments.hardware import check_cpu_counts, mixed_precision
 from experiments.interrupts import Interrupted
+from experiments.runs import CONFIG_FILE, read_metrics
+from experiments.train.nodes import CONFIG_FILE_ENV, RENDEZVOUS_FILE_ENV, config_dir
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +40,6 @@ def free_port() -> int:
 
 def launch_command(cfg, run_dir: Path) -> List[str]:
     import torch
-
-    from experiments.hardware import mixed_precision
 
     t = cfg.trainer
     # torch's launcher sets up torch.distributed for one FSDP process too (accelerate refuses --multi_gpu there)
@@ -72,10 +74,6 @@ def launch_workers(cfg, run_dir: Path) -> Dict[str, Any]:
     import tempfile
 
     import torch
-
-    from experiments.hardware import check_cpu_counts
-    from experiments.runs import CONFIG_FILE, read_metrics
-    from experiments.train.nodes import CONFIG_FILE_ENV, RENDEZVOUS_FILE_ENV, config_dir
 
     t = cfg.trainer
     env = dict(os.environ, EXPERIMENTS_WORKER="1", PYTHONUNBUFFERED="1")
@@ -152,8 +150,6 @@ def _wait_forwarding_signals(cmd: List[str], env: Dict[str, str], log_path: Path
     Returns (exit code, the signal received or None, seconds waited for a rendezvous that failed or 0)."""
     import signal
     import threading
-
-    from experiments import interrupts
 
     stop = interrupts.current()
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)

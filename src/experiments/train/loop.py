@@ -14,10 +14,17 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from experiments import hardware, interrupts
+from experiments import adapters, hardware, interrupts
 from experiments.data.lm import NUM_EXAMPLES
+from experiments.data.prepare import length_grouped_sampler
 from experiments.errors import ExperimentError, TrainingDiverged
+from experiments.files import replace_dir
 from experiments.interrupts import Interrupted
+from experiments.metrics.examples import RECORD_KEY, write_records
+from experiments.record import RunRecord, to_payload, write_record
+from experiments.runs import environment, plot_learning_curve
+from experiments.secrets import scrub
+from experiments.tracking import Tracking, build_trackers
 from experiments.train import checkpoints, nodes, sharding
 from experiments.train.common import (
     any_process,
@@ -74,8 +81,6 @@ def _speed_settings(model, optimizer, collator, accelerator, cfg) -> Dict[str, A
 def _dataloaders(exp, cfg):
     import torch
     from torch.utils.data import DataLoader
-
-    from experiments.data.prepare import length_grouped_sampler
 
     t = cfg.trainer
     common = dict(collate_fn=exp.collator, num_workers=t.dataloader_num_workers)
@@ -173,8 +178,6 @@ class Recipe:
         from accelerate import Accelerator, DataLoaderConfiguration
         from accelerate.utils import ProjectConfiguration, set_seed
 
-        from experiments import adapters
-
         t = self.t
         self.precision = hardware.mixed_precision(t.mixed_precision)
         self.shared_fs = nodes.shared_filesystem(self.run_dir, t.num_machines)
@@ -237,9 +240,6 @@ class Recipe:
 
     def _start_tracking(self) -> None:
         from omegaconf import OmegaConf
-
-        from experiments.secrets import scrub
-        from experiments.tracking import Tracking, build_trackers
 
         if not self.accelerator.is_main_process:
             return
@@ -393,12 +393,9 @@ class Recipe:
     def save_model(self, name: str) -> None:
         """``best/`` or ``last/``: the model (merged, with its adapter beside it, under peft) + tokenizer.
         Every process calls it (under FSDP gathering the weights is collective); the main process writes."""
-        from experiments import adapters
-
         model = sharding.full_model(self.accelerator, self.model, self.exp.task.train_auto_class,
                                     self.cfg.model.trust_remote_code)
         if self.accelerator.is_main_process:
-            from experiments.files import replace_dir
 
             replace_dir(self.run_dir / name,
                         lambda tmp: adapters.save(model, self.exp.tokenizer, tmp, self.cfg.peft, self.cfg.model))
@@ -432,9 +429,6 @@ class Recipe:
 
     # -- the run's record -------------------------------------------------------------------------
     def save_metrics(self, final: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        from experiments.record import RunRecord, to_payload, write_record
-        from experiments.runs import environment
-
         t, accelerator, state = self.t, self.accelerator, self.state
         record = RunRecord(
             mode="train", model=self.cfg.model.name_or_path, run_name=self.name, backend="accelerate",
@@ -453,8 +447,6 @@ class Recipe:
 
     def finish(self) -> Dict[str, Any]:
         """The final state is always evaluated; ``last/``, the final metrics and the learning curve."""
-        from experiments.runs import plot_learning_curve
-
         state = self.state
         if not state["history"] or state["history"][-1]["step"] != state["global_step"]:
             self.evaluate()
@@ -483,8 +475,6 @@ class Recipe:
     def write_eval_predictions(self) -> None:
         """The final evaluation's per-example rows (eval_predictions.jsonl; main process), recorded in
         metrics.json. None when this process did not run that evaluation (a resume right after it)."""
-        from experiments.metrics.examples import RECORD_KEY, write_records
-
         last = self._last_eval
         if not self.accelerator.is_main_process or not last:
             return

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional
 
 from experiments.errors import ExperimentError
 from experiments.runs import flat_keys
+from experiments.train import checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,6 @@ def agree_on_step(found: Optional[Path], error: Optional[str]) -> Optional[Path]
     """The checkpoint every rank resumes from: its own choice when all ranks chose the same step; else the
     newest step that every rank has (a node whose newest was cut short resumes one step earlier), or one
     line when there is none. ``error``: why this rank found none."""
-    from experiments.train import checkpoints
-
     if process_state().num_processes == 1:
         if error:
             raise ExperimentError(error)

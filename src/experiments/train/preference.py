@@ -18,7 +18,12 @@ from typing import Any, Dict, List
 from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
+from experiments.data.prepare import example_ids
+from experiments.data.sources import load_raw
 from experiments.errors import DataError
+from experiments.tasks.base import Item, TrainingData
+from experiments.train.common import Experiment
+from experiments.train.hf_trainer import training_arguments
 from experiments.train.trl_spine import (
     TaskMetrics,
     check_data_files,
@@ -89,11 +94,6 @@ def pairs(split, task, cfg):
 def build_experiment(cfg):
     """The task, tokenizer and preference data: an :class:`~experiments.train.common.Experiment` whose eval items
     are (prompt text, chosen answer), so the task's generation metrics score the held-out prompts."""
-    from experiments.data.prepare import example_ids
-    from experiments.data.sources import load_raw
-    from experiments.tasks.base import Item, TrainingData
-    from experiments.train.common import Experiment
-
     task, resolved, tokenizer = generation_task(cfg)
     check_data_files(cfg, "preference rows")
     train, evaluation = preference_splits(load_raw(cfg.dataset, cfg.paths.mirror), cfg)
@@ -106,8 +106,6 @@ def build_experiment(cfg):
 
 def dpo_arguments(cfg, run_dir: Path) -> DPOConfig:
     """The Trainer arguments of the hf_trainer backend, as TRL's DPOConfig with the tuning options."""
-    from experiments.train.hf_trainer import training_arguments
-
     longest = int(cfg.task.max_length or cfg.tokenizer.max_length) + cfg.task.max_new_tokens
     # TRL turns gradient checkpointing on by default (memory for time); the spine trains without it, as the
     # hf_trainer backend and our loop do

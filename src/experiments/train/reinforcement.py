@@ -17,7 +17,13 @@ from typing import Any, Dict, List
 
 from trl import GRPOConfig, GRPOTrainer
 
+from experiments.data.prepare import example_ids
+from experiments.data.sources import load_raw
 from experiments.errors import ExperimentError
+from experiments.metrics.rewards import REFERENCE_REWARDS, build_rewards
+from experiments.tasks.base import Item, TrainingData
+from experiments.train.common import Experiment
+from experiments.train.hf_trainer import training_arguments
 from experiments.train.trl_spine import (
     TaskMetrics,
     check_data_files,
@@ -60,12 +66,6 @@ def prompts(split, task, cfg, with_reference: bool):
 
 def build_experiment(cfg, rewards):
     """The task, tokenizer and prompt data (eval items: prompt text and reference, where there is one)."""
-    from experiments.data.prepare import example_ids
-    from experiments.data.sources import load_raw
-    from experiments.metrics.rewards import REFERENCE_REWARDS
-    from experiments.tasks.base import Item, TrainingData
-    from experiments.train.common import Experiment
-
     task, resolved, tokenizer = generation_task(cfg)
     check_data_files(cfg, "prompts")
     needs_reference = any(reward.__name__ in REFERENCE_REWARDS for reward in rewards)
@@ -100,8 +100,6 @@ def check_group(cfg) -> None:
 
 def grpo_arguments(cfg, run_dir: Path) -> GRPOConfig:
     """The Trainer arguments of the hf_trainer backend, as TRL's GRPOConfig with the tuning options."""
-    from experiments.train.hf_trainer import training_arguments
-
     tuning = cfg.tuning
     check_group(cfg)
     rollout = {"generation_batch_size": tuning.rollout_batch_size} if tuning.rollout_batch_size else {}
@@ -117,8 +115,6 @@ def grpo_arguments(cfg, run_dir: Path) -> GRPOConfig:
 def run(cfg, run_dir: Path) -> Dict[str, Any]:
     """GRPO on the HF Trainer spine."""
     from transformers.trainer_utils import set_seed
-
-    from experiments.metrics.rewards import build_rewards
 
     rewards: List[Any] = build_rewards(cfg.tuning.rewards, cfg.tuning.reward_options)  # one line before loading
     args = grpo_arguments(cfg, run_dir)

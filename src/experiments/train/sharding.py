@@ -21,6 +21,10 @@ from __future__ import annotations
 import logging
 from typing import List
 
+from accelerate.utils import FullyShardedDataParallelPlugin, is_torch_version
+from accelerate.utils.constants import FSDP2_PYTORCH_VERSION
+
+from experiments import adapters
 from experiments.errors import ExperimentError
 
 log = logging.getLogger(__name__)
@@ -33,25 +37,24 @@ def fsdp_plugin(trainer):
     (:func:`check_tied_weights`) and, under mixed precision, runs the forward under autocast."""
     if trainer.distributed != "fsdp":
         return None
-    from accelerate.utils import FullyShardedDataParallelPlugin, is_torch_version
-    from accelerate.utils.constants import FSDP2_PYTORCH_VERSION
-
     if not is_torch_version(">=", FSDP2_PYTORCH_VERSION):
         raise ExperimentError(f"trainer.distributed=fsdp needs torch >= {FSDP2_PYTORCH_VERSION} (FSDP2); "
                               f"upgrade torch or use trainer.distributed=ddp")
-
-    class ModelSharding(FullyShardedDataParallelPlugin):
-        def set_auto_wrap_policy(self, model):
-            """Accelerate calls this in prepare(), with the model, just before sharding it."""
-            check_tied_weights(model)
-            if self.transformer_cls_names_to_wrap is None:
-                self.transformer_cls_names_to_wrap = layer_classes(model)
-            if self.mixed_precision_policy is not None:
-                _autocast_forward(model)
-            super().set_auto_wrap_policy(model)
-
     return ModelSharding(fsdp_version=2, auto_wrap_policy="transformer_based_wrap", reshard_after_forward=True,
                          state_dict_type="SHARDED_STATE_DICT")
+
+
+class ModelSharding(FullyShardedDataParallelPlugin):
+    """FSDP2 with the transformer layers as shard groups, checked and autocast as :func:`fsdp_plugin` says."""
+
+    def set_auto_wrap_policy(self, model):
+        """Accelerate calls this in prepare(), with the model, just before sharding it."""
+        check_tied_weights(model)
+        if self.transformer_cls_names_to_wrap is None:
+            self.transformer_cls_names_to_wrap = layer_classes(model)
+        if self.mixed_precision_policy is not None:
+            _autocast_forward(model)
+        super().set_auto_wrap_policy(model)
 
 
 def _autocast_forward(model) -> None:
@@ -172,8 +175,6 @@ def _plain_copy(model, state_dict, auto_class: str, trust_remote_code: bool):
     import copy
 
     import transformers
-
-    from experiments import adapters
 
     wrapped = adapters.is_adapter(model)
     base = model.get_base_model() if wrapped else model

@@ -13,7 +13,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from experiments.errors import DataError
+from experiments.data.prepare import select_text_splits
+from experiments.errors import DataError, ExperimentError
+from experiments.modeling import load_config, load_tokenizer, resolve
+from experiments.tasks.generation import Generation
+from experiments.train import hf_trainer
+from experiments.train.common import (
+    hydra_overrides,
+    reset_accelerate_state,
+    rng_untouched,
+    run_name,
+    training_task,
+)
 
 FILE_LOADERS = ("json", "csv", "parquet", "text")  # loaders whose data_files are the user's own paths
 
@@ -33,8 +44,6 @@ class TaskMetrics:
     def evaluate(self, *args: Any, **kwargs: Any) -> Dict[str, float]:
         """TRL's evaluation plus the generated metrics. It leaves the random states as it found them, so how often
         a run evaluates (and the step-0 evaluation a resumed run skips) never changes what training draws."""
-        from experiments.train.common import rng_untouched
-
         with rng_untouched():
             self._generated = self._generation_metrics()
             try:
@@ -81,11 +90,6 @@ class TaskMetrics:
 def generation_task(cfg):
     """(task, resolved model, tokenizer) for a TRL method: a causal language model on a generation task, else
     one line (checked from the model's config, before the weights load)."""
-    from experiments.errors import ExperimentError
-    from experiments.modeling import load_config, load_tokenizer, resolve
-    from experiments.tasks.generation import Generation
-    from experiments.train.common import training_task
-
     task = training_task(cfg)
     resolved = resolve(cfg.model, cfg.paths.mirror)
     task.setup_training(load_config(resolved.path, cfg.model), cfg)
@@ -109,8 +113,6 @@ def check_data_files(cfg, what: str) -> None:
 def checked_splits(raw, cfg, columns: List[str], hint: str, check_rows: Callable[[Any, str, List[str]], None]):
     """(train, eval) raw splits holding ``columns`` (else one line ending in ``hint``: which keys to set), each
     non-empty and passing ``check_rows(split, name, columns)``."""
-    from experiments.data.prepare import select_text_splits
-
     missing = [c for c in columns if any(c not in split.column_names for split in raw.values())]
     if missing:
         found = ", ".join(next(iter(raw.values())).column_names)
@@ -136,12 +138,9 @@ def check_text_cells(split, name: str, columns: Iterable[str]) -> None:
 def run(cfg, run_dir: Path, args, exp, make_trainer: Callable[..., Any], train_keys: Iterable[str] = ()) -> Dict[str, Any]:
     """A TRL trainer on the HF Trainer spine: ``make_trainer(model, args, exp, callbacks)`` builds it; the rest
     (callbacks, step-0 evaluation, resume, trackers, run record, ``best/``, ``last/``) is ``trainer=hf_trainer``'s."""
-    from experiments.train import hf_trainer
-    from experiments.train.common import hydra_overrides, reset_accelerate_state, run_name
-
     model = exp.new_model(cfg)
     name = run_name(cfg, hydra_overrides())
-    mirror = hf_trainer._mirror_callback()(cfg, perplexity=False)
+    mirror = hf_trainer.Mirror(cfg, perplexity=False)
     mirror.run_dir, mirror.train_keys = run_dir, tuple(train_keys)
     trainer = make_trainer(model, args, exp, [mirror])
     resume = hf_trainer._resume_checkpoint(cfg.trainer, args.output_dir)
