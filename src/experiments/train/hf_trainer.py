@@ -5,7 +5,6 @@ number of processes). Trackers are ours (experiments.tracking), fed by a callbac
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -24,7 +23,12 @@ from experiments.runs import environment, plot_learning_curve
 from experiments.secrets import scrub
 from experiments.tracking import Tracking, build_trackers
 from experiments.train import nodes
-from experiments.train.checkpoints import nothing_to_continue, resume_in_place, resume_requested
+from experiments.train.checkpoints import (
+    last_hf_checkpoint,
+    nothing_to_continue,
+    resume_in_place,
+    resume_requested,
+)
 from experiments.train.common import (
     any_process,
     best_metric_key,
@@ -214,30 +218,15 @@ def _resume_checkpoint(t, output_dir: str) -> Optional[str]:
     """``trainer.resume``: this run's newest ``checkpoint-N`` (true/latest) or the given path."""
     if not resume_requested(t.resume):
         return None
-    resume = _last_whole_checkpoint(output_dir) if resume_in_place(t.resume) else t.resume
+    resume = t.resume
+    if resume_in_place(t.resume):
+        last = last_hf_checkpoint(Path(output_dir).parent)  # output_dir: the run dir's checkpoints/
+        resume = str(last) if last else None
     if not resume and resume_in_place(t.resume) and nothing_to_continue(Path(output_dir).parent):
         return None  # stopped before its first checkpoint: it starts again from step 0
     if not resume:
         raise ExperimentError(f"trainer.resume: no checkpoint in {output_dir}")
     return resume
-
-
-def _last_whole_checkpoint(output_dir: str) -> Optional[str]:
-    """The newest ``checkpoint-N`` the Trainer finished writing. It writes ``trainer_state.json`` last, so a run
-    killed while saving leaves a newer folder without one, which transformers' ``get_last_checkpoint`` would pick."""
-    from transformers.trainer import TRAINER_STATE_NAME
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    def whole(path: Path) -> bool:
-        try:
-            return isinstance(json.loads((path / TRAINER_STATE_NAME).read_text(encoding="utf-8")), dict)
-        except (OSError, ValueError):  # missing, or cut while it was written
-            return False
-
-    folder = Path(output_dir)
-    steps = [int(p.name.rsplit("-", 1)[1]) for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-             if p.name.rsplit("-", 1)[1].isdigit() and whole(p)] if folder.is_dir() else []
-    return str(folder / f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
 
 
 def _start_tracking(cfg, run_dir: Path, name: str, resume: Optional[str]):
