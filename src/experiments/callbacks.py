@@ -108,7 +108,6 @@ def finish_sweep(config, print_table: bool = True, report: bool = True) -> Dict[
     """End of a sweep: summary files, the HTML report, the table on stdout."""
     summary = summarize(config)
     if report and summary["jobs"]:
-
         try:
             summary["report"] = str(write_report(Path(summary["sweep_dir"]), summary))
         except Exception as exc:  # a plotting problem must not lose the summary

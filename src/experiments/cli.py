@@ -112,19 +112,16 @@ def run_job(cfg) -> Optional[float]:
     resumed = None  # what a resume in place found, put back if it stops before saving anything
     try:
         if multirun:  # W&B group/name/tags of a sweep job (docs/sweeps.md)
-
             apply_sweep_context(cfg, hydra_cfg)
         typed = to_typed(cfg)
         node = typed.trainer.machine_rank if typed.mode == "train" else 0  # > 0: node 0 records the run
         if multirun and not node:  # a sweep job's run dir is its own (a single run locks in plan_single_run)
-
             job = f"{Path(str(hydra_cfg.sweep.dir)).resolve()}#{hydra_cfg.job.num}"  # a retry may take over its lock
             locks.hold(run_dir, "hydra.run.dir", job=job)
         if not multirun and not node and typed.mode == "train" and resume_in_place(typed.trainer.resume):
             resumed = record_resume(run_dir, cfg)  # the preflight checked it is the same experiment: log what changed
         start_run(cfg, config_dir(run_dir, node))
         if typed.mode == "train":
-
             metrics = train(typed, run_dir)
             if node:
                 return None

@@ -148,7 +148,6 @@ def objective_value(metrics: Dict[str, Any], objective: Optional[str]) -> Option
         return None
     final = metrics.get("final", {})
     if objective not in final:
-
         raise ExperimentError(f"objective '{objective}' is not a metric of this run (metrics: {', '.join(final)})")
     return float(final[objective])
 

@@ -43,7 +43,6 @@ def load_task(cfg, task=None):
 
     task = task or task_class(cfg.task.name)(cfg.task)
     if cfg.inference.num_threads:
-
         check_cpu_counts({"inference.num_threads": cfg.inference.num_threads})
         torch.set_num_threads(cfg.inference.num_threads)
     device = pick_device(cfg.inference.device)
@@ -98,7 +97,6 @@ def infer(cfg, run_dir: Path) -> Dict[str, Any]:
     final = final_metrics(len(items), tokens, run.batch_seconds, peak_memory_mb(device), quality)
     per_batch: Dict[str, Any] = {}
     if task.generates:
-
         rows = generation_batches(task, batches, run.outputs, run.batch_seconds, run.batch_starts,
                                   task.ctx.extra.get(FIRST_TOKEN_TIMES, []))
         final.update(generation_metrics(rows))

@@ -54,7 +54,6 @@ def check_sweep(overrides: List[str], lock: bool = False) -> None:
     if choice(cfg, "hydra/sweeper") not in (None, "basic"):
         check_search_space(cfg, plain)
     if choice(cfg, "hydra/sweeper") == "optuna":
-
         check_search(cfg, [o.input_line for o in parsed if not o.is_hydra_override()])
     if lock:
         lock_sweep_dir(cfg)

@@ -93,7 +93,6 @@ def settings_from(config: DictConfig) -> Settings:
     if len(directions) == 1 and len(objectives) > 1:
         directions = directions * len(objectives)
     if len(directions) == len(objectives):  # auto: *loss* and perplexity are minimised, the rest maximised
-
         directions = [direction_for(str(o), None) if d == "auto" else d for o, d in zip(objectives, directions)]
     settings = Settings(
         objectives=[str(o) for o in objectives], directions=directions,

@@ -240,7 +240,6 @@ def objective_values(job: Dict[str, Any], names: List[str], sweep_dir: Path) -> 
     values = {name: metric_value(job, name) for name in names}
     missing = [name for name, value in values.items() if value is None]
     if missing:
-
         try:
             values.update(metric_values(read_metrics(records.resolve_run_dir(job, sweep_dir)), missing))
         except (OSError, ValueError):

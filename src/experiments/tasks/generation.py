@@ -171,7 +171,6 @@ class GenerationTraining(TokenLossTraining):
     def collator(self, tokenizer, cfg):
         self.flattened = self.padding_free(cfg)
         if self.flattened:
-
             return flattening_collator()
         return self.eval_collator(tokenizer, cfg)
 

@@ -369,7 +369,6 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
     if not trainer.is_world_process_zero():
         return to_payload(record)
     if t.save_model and (mirror.stopped or {}).get("reason") != "pruned":  # a pruned trial's weights: not kept
-
         replace_dir(run_dir / "last", lambda tmp: adapters.save(trainer.model, exp.tokenizer, tmp, cfg.peft, cfg.model))
     plot_learning_curve(history, train_log, run_dir / "learning_curve.png", title=name)
     record.details.update(_eval_predictions(cfg, run_dir, exp, last_eval))

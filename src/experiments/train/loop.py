@@ -396,7 +396,6 @@ class Recipe:
         model = sharding.full_model(self.accelerator, self.model, self.exp.task.train_auto_class,
                                     self.cfg.model.trust_remote_code)
         if self.accelerator.is_main_process:
-
             replace_dir(self.run_dir / name,
                         lambda tmp: adapters.save(model, self.exp.tokenizer, tmp, self.cfg.peft, self.cfg.model))
 
