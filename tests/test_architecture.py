@@ -167,3 +167,24 @@ def test_help_and_cfg_job_load_no_heavy_library():
     for argv in (["--help"], ["--cfg", "job"]):
         code = f"import runpy; sys.argv = ['run.py', *{argv!r}]\ntry:\n    runpy.run_path('run.py', run_name='__main__')\nexcept SystemExit:\n    pass"
         assert _loaded(code) == set(), argv
+
+
+# -- names that say what they hold -------------------------------------------------------------------------------
+#: parameter name -> the annotation it carries in the packages that follow the rule (``cfg`` is the whole typed
+#: experiment, never a part of it)
+CONFIG_PARAMETERS = {"cfg": "ExperimentConfig", "t": "TrainerConfig"}
+TYPED_PACKAGES = ["train"]
+
+
+def test_config_parameters_are_annotated_with_the_type_their_name_says():
+    wrong = []
+    for package in TYPED_PACKAGES:
+        for path in (SRC / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    for arg in node.args.args + node.args.kwonlyargs:
+                        expected = CONFIG_PARAMETERS.get(arg.arg)
+                        found = ast.unparse(arg.annotation) if arg.annotation is not None else None
+                        if expected and found != expected:
+                            wrong.append(f"{_module_name(path)}.{node.name}({arg.arg}: {found})")
+    assert wrong == []

@@ -5,13 +5,14 @@ from pathlib import Path
 from typing import Any, Dict
 
 from experiments import interrupts
+from experiments.config.schema import ExperimentConfig
 from experiments.errors import ExperimentError
 from experiments.hardware import check_cpu_counts
 from experiments.tracking import check_wandb
 from experiments.train.launch import in_distributed_worker, launch_workers
 
 
-def train(cfg, run_dir: Path) -> Dict[str, Any]:
+def train(cfg: ExperimentConfig, run_dir: Path) -> Dict[str, Any]:
     """Run the configured training; returns the run's metrics (also written to ``metrics.json``).
     Signals are deferred throughout (see experiments.interrupts): set-up and the loop act on them."""
     stop = interrupts.current()
@@ -36,7 +37,7 @@ def train(cfg, run_dir: Path) -> Dict[str, Any]:
         stop.deferring = False
 
 
-def _run_trl(cfg, run_dir: Path) -> Dict[str, Any]:
+def _run_trl(cfg: ExperimentConfig, run_dir: Path) -> Dict[str, Any]:
     """``tuning=dpo`` / ``grpo``: TRL's trainer for the method, one line when TRL is not installed."""
     import importlib.util
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from experiments import adapters
+from experiments.config.schema import ExperimentConfig
 from experiments.data.sources import load_raw
 from experiments.errors import ExperimentError
 from experiments.modeling import load_config, load_tokenizer, resolve
@@ -32,7 +33,7 @@ class Experiment:
     compute_metrics: Optional[Callable[[Any, Any], Dict[str, float]]]  # logits-scored tasks; else None
     model_source: str = ""  # "<origin>:<directory>" the weights were loaded from (recorded in metrics.json)
 
-    def new_model(self, cfg):
+    def new_model(self, cfg: ExperimentConfig):
         """The task's model, wrapped with adapters when ``peft`` says so (both backends call this)."""
         model = self.task.new_model(self.model_dir, cfg, self.data, self.tokenizer)
         if not self.task.flattening_works(model, cfg):
@@ -40,7 +41,7 @@ class Experiment:
         return adapters.wrap(model, cfg.peft, self.task.train_auto_class, self.task.new_weights)
 
 
-def training_task(cfg):
+def training_task(cfg: ExperimentConfig):
     """The task object ``cfg.task.name`` names, if it trains (else one line naming those that do)."""
     task = task_class(cfg.task.name)(cfg.task)
     if not task.trains:
@@ -49,7 +50,7 @@ def training_task(cfg):
     return task
 
 
-def build_experiment(cfg, main_process_first=None) -> Experiment:
+def build_experiment(cfg: ExperimentConfig, main_process_first=None) -> Experiment:
     """Resolve the model, load the tokenizer, load + tokenize the data (main process first), pick metrics —
     each through the task object, so training and inference share one definition of the task."""
     import contextlib
@@ -67,7 +68,7 @@ def build_experiment(cfg, main_process_first=None) -> Experiment:
                       resolved.path, compute, f"{resolved.origin}:{resolved.path}")
 
 
-def best_metric_key(cfg, eval_metrics: Dict[str, float]) -> str:
+def best_metric_key(cfg: ExperimentConfig, eval_metrics: Dict[str, float]) -> str:
     key = cfg.trainer.metric_for_best
     if key:
         key = key if key.startswith("eval_") else f"eval_{key}"
@@ -79,11 +80,11 @@ def best_metric_key(cfg, eval_metrics: Dict[str, float]) -> str:
     return preferred[0] if preferred else "eval_loss"
 
 
-def is_better(cfg, key: str, value: float, best: Optional[float]) -> bool:
+def is_better(cfg: ExperimentConfig, key: str, value: float, best: Optional[float]) -> bool:
     return better(value, best, higher_is_better(key, cfg.trainer.greater_is_better))
 
 
-def early_stop(cfg, key: str, history: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def early_stop(cfg: ExperimentConfig, key: str, history: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """Why the run stops now, or None: ``trainer.early_stopping_patience`` evaluations in a row (the newest
     ones) did not beat the best value before them by more than ``trainer.early_stopping_threshold``. A function
     of the evaluation history alone, so a resumed run decides as the uninterrupted one would."""
@@ -135,7 +136,7 @@ def requested_stop(run_dir, step: int, agree=None) -> Optional[Dict[str, Any]]:
     return {**request, "reason": str(request["reason"]), "step": step}
 
 
-def run_name(cfg, overrides: Optional[List[str]] = None) -> str:
+def run_name(cfg: ExperimentConfig, overrides: Optional[List[str]] = None) -> str:
     """A readable name from the overrides (``model=bert,trainer.lr=3e-5``) or model + dataset."""
     if cfg.logger.run_name:
         return cfg.logger.run_name

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 from experiments import adapters, hardware, interrupts
+from experiments.config.schema import ExperimentConfig, TrainerConfig
 from experiments.errors import ExperimentError, TrainingDiverged, disk_failure
 from experiments.files import replace_dir
 from experiments.interrupts import Interrupted
@@ -44,7 +45,7 @@ from experiments.train.common import (
 log = logging.getLogger(__name__)
 
 
-def training_arguments(cfg, run_dir: Path, arguments_class=None, **extra: Any):
+def training_arguments(cfg: ExperimentConfig, run_dir: Path, arguments_class=None, **extra: Any):
     """The Trainer's arguments from ``cfg.trainer`` (an ``arguments_class`` such as TRL's DPOConfig takes the same
     ones, ``extra`` added or replacing them)."""
     from transformers import TrainingArguments
@@ -100,7 +101,7 @@ class Mirror(TrainerCallback):
     """Mirrors the Trainer's logs into our history, train log and trackers, keeps ``best/``, and stops on a
     diverged loss, a recorded signal, early stopping or a search's request."""
 
-    def __init__(self, cfg, perplexity: bool) -> None:
+    def __init__(self, cfg: ExperimentConfig, perplexity: bool) -> None:
         self.cfg, self.lr, self.perplexity = cfg, cfg.trainer.lr, perplexity
         self.history: List[Dict[str, Any]] = []
         self.train_log: List[Dict[str, Any]] = []
@@ -214,7 +215,7 @@ class Mirror(TrainerCallback):
             self.tracking.log(values, step)
 
 
-def _resume_checkpoint(t, output_dir: str) -> Optional[str]:
+def _resume_checkpoint(t: TrainerConfig, output_dir: str) -> Optional[str]:
     """``trainer.resume``: this run's newest ``checkpoint-N`` (true/latest) or the given path."""
     if not resume_requested(t.resume):
         return None
@@ -229,7 +230,7 @@ def _resume_checkpoint(t, output_dir: str) -> Optional[str]:
     return resume
 
 
-def _start_tracking(cfg, run_dir: Path, name: str, resume: Optional[str]):
+def _start_tracking(cfg: ExperimentConfig, run_dir: Path, name: str, resume: Optional[str]):
     from omegaconf import OmegaConf
 
     config = scrub(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True))
@@ -239,7 +240,7 @@ def _start_tracking(cfg, run_dir: Path, name: str, resume: Optional[str]):
                                    resume_step=resume_step), config)
 
 
-def run(cfg, run_dir: Path) -> Dict[str, Any]:
+def run(cfg: ExperimentConfig, run_dir: Path) -> Dict[str, Any]:
     """The same fine-tune on transformers' Trainer; writes the same run record as our loop."""
     from transformers import Trainer
     from transformers.trainer_utils import set_seed
@@ -291,7 +292,7 @@ def _metric_function(exp, last: Dict[str, Any]):
     return compute_metrics
 
 
-def _eval_predictions(cfg, run_dir: Path, exp, last: Dict[str, Any]) -> Dict[str, Any]:
+def _eval_predictions(cfg: ExperimentConfig, run_dir: Path, exp, last: Dict[str, Any]) -> Dict[str, Any]:
     """eval_predictions.jsonl of the final evaluation (main process), and its entry in metrics.json. The
     Trainer's eval_loss is a mean of batch means, so the loss is not among the rows' metrics."""
     if not last:
@@ -303,7 +304,7 @@ def _eval_predictions(cfg, run_dir: Path, exp, last: Dict[str, Any]) -> Dict[str
     return {RECORD_KEY: write_records(run_dir, records)}
 
 
-def _train(trainer, resume: Optional[str], run_dir: Path):
+def _train(trainer: Trainer, resume: Optional[str], run_dir: Path):
     """``trainer.train``; a signal recorded during it stops at the next step with a checkpoint."""
     stop = interrupts.current()
     stop.check()  # a signal during set-up: stop before training
@@ -323,7 +324,7 @@ def _train(trainer, resume: Optional[str], run_dir: Path):
     return result
 
 
-def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name: str,
+def _finish(cfg: ExperimentConfig, run_dir: Path, trainer: Trainer, exp, mirror, result, wall: float, name: str,
             resume: Optional[str], last_eval: Dict[str, Any]) -> Dict[str, Any]:
     """Final evaluation, ``last/``, and the same run record our loop writes."""
     t, args, history, train_log = cfg.trainer, trainer.args, mirror.history, mirror.train_log
@@ -377,7 +378,7 @@ def _finish(cfg, run_dir: Path, trainer, exp, mirror, result, wall: float, name:
     return write_record(run_dir, record)
 
 
-def _close_progress_bars(trainer) -> None:
+def _close_progress_bars(trainer: Trainer) -> None:
     from transformers.trainer_callback import ProgressCallback
 
     for callback in trainer.callback_handler.callbacks:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from experiments import interrupts
+from experiments.config.schema import ExperimentConfig, TrainerConfig
 from experiments.errors import ExperimentError
 from experiments.hardware import check_cpu_counts, mixed_precision
 from experiments.interrupts import Interrupted
@@ -38,7 +39,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_command(cfg, run_dir: Path) -> List[str]:
+def launch_command(cfg: ExperimentConfig, run_dir: Path) -> List[str]:
     import torch
 
     t = cfg.trainer
@@ -68,7 +69,7 @@ def check_port_free(port: int) -> None:
                                   f"{exc.strerror or exc}; choose a free port, the same on every node") from None
 
 
-def launch_workers(cfg, run_dir: Path) -> Dict[str, Any]:
+def launch_workers(cfg: ExperimentConfig, run_dir: Path) -> Dict[str, Any]:
     """Start this node's workers, wait, and return the metrics rank 0 wrote (a node of rank > 0 returns {}:
     node 0 holds the run's record)."""
     import tempfile
@@ -127,7 +128,7 @@ class Rendezvous:
         return not self.done and time.monotonic() - self.started > self.timeout_s
 
 
-def rendezvous_failed(t, waited: float) -> str:
+def rendezvous_failed(t: TrainerConfig, waited: float) -> str:
     """The one line of a rendezvous that did not complete in time."""
     where = f"{t.main_process_ip}:{t.main_process_port}" if t.num_machines > 1 else "this machine"
     if t.num_machines > 1:

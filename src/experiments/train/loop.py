@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from experiments import adapters, hardware, interrupts
+from experiments.config.schema import ExperimentConfig
 from experiments.data.lm import NUM_EXAMPLES
 from experiments.data.prepare import length_grouped_sampler
 from experiments.errors import ExperimentError, TrainingDiverged
@@ -63,7 +64,7 @@ def _dynamo_plugin(setting: str):
     return TorchDynamoPlugin(backend="no")
 
 
-def _speed_settings(model, optimizer, collator, accelerator, cfg) -> Dict[str, Any]:
+def _speed_settings(model, optimizer, collator, accelerator, cfg: ExperimentConfig) -> Dict[str, Any]:
     """The speed choices this run made (``auto`` resolved), recorded in metrics.json."""
     fused = any(group.get("fused") for group in optimizer.param_groups)
     return hardware.speed_settings(
@@ -78,7 +79,7 @@ def _speed_settings(model, optimizer, collator, accelerator, cfg) -> Dict[str, A
                                   cfg.collator.padding_free))
 
 
-def _dataloaders(exp, cfg):
+def _dataloaders(exp, cfg: ExperimentConfig):
     import torch
     from torch.utils.data import DataLoader
 
@@ -99,7 +100,7 @@ def _dataloaders(exp, cfg):
     return train, evaluation
 
 
-def evaluate(model, dataloader, accelerator, exp, cfg, limit: Optional[int] = None,
+def evaluate(model, dataloader, accelerator, exp, cfg: ExperimentConfig, limit: Optional[int] = None,
              keep: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
     """Loss and task metrics over the whole eval split, gathered from every process (no duplicates), plus
     the task's inference-code metrics (span decoding, generation) run on the main process (under FSDP on
@@ -138,7 +139,7 @@ def evaluate(model, dataloader, accelerator, exp, cfg, limit: Optional[int] = No
     return results
 
 
-def run(cfg, run_dir: Path) -> Dict[str, Any]:
+def run(cfg: ExperimentConfig, run_dir: Path) -> Dict[str, Any]:
     """Train ``cfg`` into ``run_dir`` with the :class:`Recipe`; returns the metrics it wrote."""
     recipe = Recipe(cfg, run_dir)
     try:
@@ -161,7 +162,7 @@ class Recipe:
     checkpoints at their intervals) -> finish. ``state`` is everything a checkpoint must carry to continue
     exactly; only the main process writes files and logs to trackers."""
 
-    def __init__(self, cfg, run_dir: Path) -> None:
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path) -> None:
         self.cfg, self.t, self.run_dir = cfg, cfg.trainer, run_dir
         self.state = _new_state()
         self.results: Dict[str, float] = {}

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from experiments.config.schema import ExperimentConfig
 from experiments.errors import ExperimentError
 from experiments.runs import flat_keys
 from experiments.train import checkpoints
@@ -65,7 +66,7 @@ def _gather(value: Any) -> List[Any]:
     return gather_object([value])
 
 
-def agree_on_config(cfg) -> None:
+def agree_on_config(cfg: ExperimentConfig) -> None:
     """Every rank trains the same experiment: the first key whose value differs between nodes stops the run
     on every rank with one line (exit 2). Call once the process group is up."""
     from omegaconf import OmegaConf

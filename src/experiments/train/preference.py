@@ -18,6 +18,7 @@ from typing import Any, Dict, List
 from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
+from experiments.config.schema import ExperimentConfig
 from experiments.data.prepare import example_ids
 from experiments.data.sources import load_raw
 from experiments.errors import DataError
@@ -66,14 +67,14 @@ def check_preference_rows(split, name: str, columns: List[str]) -> None:
                         f"learn; check tuning.chosen_column / tuning.rejected_column")
 
 
-def preference_splits(raw, cfg):
+def preference_splits(raw, cfg: ExperimentConfig):
     """(train, eval) raw splits with the prompt, chosen and rejected columns, checked."""
     columns = [cfg.dataset.text_column, cfg.tuning.chosen_column, cfg.tuning.rejected_column]
     return checked_splits(raw, cfg, columns, "dataset.text_column (the prompt), tuning.chosen_column and "
                                              "tuning.rejected_column", check_preference_rows)
 
 
-def pairs(split, task, cfg):
+def pairs(split, task, cfg: ExperimentConfig):
     """TRL's preference rows: the task's inference prompt, and the answers as assistant turns (chat) or text."""
     text, chosen, rejected = cfg.dataset.text_column, cfg.tuning.chosen_column, cfg.tuning.rejected_column
     chat = task.use_chat()
@@ -91,7 +92,7 @@ def pairs(split, task, cfg):
     return split.map(to_pair, remove_columns=split.column_names, desc=f"preference pairs {cfg.dataset.name}")
 
 
-def build_experiment(cfg):
+def build_experiment(cfg: ExperimentConfig):
     """The task, tokenizer and preference data: an :class:`~experiments.train.common.Experiment` whose eval items
     are (prompt text, chosen answer), so the task's generation metrics score the held-out prompts."""
     task, resolved, tokenizer = generation_task(cfg)
@@ -104,7 +105,7 @@ def build_experiment(cfg):
     return Experiment(task, tokenizer, data, None, None, resolved.path, None, f"{resolved.origin}:{resolved.path}")
 
 
-def dpo_arguments(cfg, run_dir: Path) -> DPOConfig:
+def dpo_arguments(cfg: ExperimentConfig, run_dir: Path) -> DPOConfig:
     """The Trainer arguments of the hf_trainer backend, as TRL's DPOConfig with the tuning options."""
     longest = int(cfg.task.max_length or cfg.tokenizer.max_length) + cfg.task.max_new_tokens
     # TRL turns gradient checkpointing on by default (memory for time); the spine trains without it, as the
@@ -114,7 +115,7 @@ def dpo_arguments(cfg, run_dir: Path) -> DPOConfig:
                               gradient_checkpointing=False)
 
 
-def run(cfg, run_dir: Path) -> Dict[str, Any]:
+def run(cfg: ExperimentConfig, run_dir: Path) -> Dict[str, Any]:
     """DPO on the HF Trainer spine."""
     from transformers.trainer_utils import set_seed
 

@@ -17,6 +17,7 @@ from typing import Any, Dict, List
 
 from trl import GRPOConfig, GRPOTrainer
 
+from experiments.config.schema import ExperimentConfig
 from experiments.data.prepare import example_ids
 from experiments.data.sources import load_raw
 from experiments.errors import ExperimentError
@@ -44,14 +45,14 @@ class RolloutTrainer(TaskMetrics, GRPOTrainer):
     preferred_metric = "reward"
 
 
-def prompt_splits(raw, cfg, needs_reference: bool):
+def prompt_splits(raw, cfg: ExperimentConfig, needs_reference: bool):
     """(train, eval) raw splits with the prompt column (and the reference column the rewards need), checked."""
     columns = [cfg.dataset.text_column] + ([cfg.dataset.label_column] if needs_reference else [])
     return checked_splits(raw, cfg, columns, "dataset.text_column (the prompt) and dataset.label_column (the "
                                              "reference)", check_text_cells)
 
 
-def prompts(split, task, cfg, with_reference: bool):
+def prompts(split, task, cfg: ExperimentConfig, with_reference: bool):
     """TRL's prompt rows: the task's inference prompt, and the reference the rewards read (column ``reference``)."""
     text, label = cfg.dataset.text_column, cfg.dataset.label_column
 
@@ -64,7 +65,7 @@ def prompts(split, task, cfg, with_reference: bool):
     return split.map(to_row, remove_columns=split.column_names, desc=f"prompts {cfg.dataset.name}")
 
 
-def build_experiment(cfg, rewards):
+def build_experiment(cfg: ExperimentConfig, rewards):
     """The task, tokenizer and prompt data (eval items: prompt text and reference, where there is one)."""
     task, resolved, tokenizer = generation_task(cfg)
     check_data_files(cfg, "prompts")
@@ -80,7 +81,7 @@ def build_experiment(cfg, rewards):
     return Experiment(task, tokenizer, data, None, None, resolved.path, None, f"{resolved.origin}:{resolved.path}")
 
 
-def check_group(cfg) -> None:
+def check_group(cfg: ExperimentConfig) -> None:
     """The batches hold whole groups (TRL's GRPOConfig would raise a traceback): the rollout batch is a whole
     number of optimizer-step batches and of groups, the eval batch a whole number of groups; else one line."""
     t, g = cfg.trainer, cfg.tuning.num_generations
@@ -98,7 +99,7 @@ def check_group(cfg) -> None:
                               f"processes ({t.per_device_eval_batch_size} per process): evaluation samples whole groups")
 
 
-def grpo_arguments(cfg, run_dir: Path) -> GRPOConfig:
+def grpo_arguments(cfg: ExperimentConfig, run_dir: Path) -> GRPOConfig:
     """The Trainer arguments of the hf_trainer backend, as TRL's GRPOConfig with the tuning options."""
     tuning = cfg.tuning
     check_group(cfg)
@@ -112,7 +113,7 @@ def grpo_arguments(cfg, run_dir: Path) -> GRPOConfig:
                               gradient_checkpointing=False, **rollout)
 
 
-def run(cfg, run_dir: Path) -> Dict[str, Any]:
+def run(cfg: ExperimentConfig, run_dir: Path) -> Dict[str, Any]:
     """GRPO on the HF Trainer spine."""
     from transformers.trainer_utils import set_seed
 

@@ -25,12 +25,13 @@ from accelerate.utils import FullyShardedDataParallelPlugin, is_torch_version
 from accelerate.utils.constants import FSDP2_PYTORCH_VERSION
 
 from experiments import adapters
+from experiments.config.schema import TrainerConfig
 from experiments.errors import ExperimentError
 
 log = logging.getLogger(__name__)
 
 
-def fsdp_plugin(trainer):
+def fsdp_plugin(trainer: TrainerConfig):
     """Accelerate's FSDP2 plugin for ``trainer.distributed=fsdp`` (None for ddp): one shard group per
     transformer layer (:func:`layer_classes`), resharded after each forward (least memory), checkpoints
     written as shards. When Accelerate hands it the model, it also refuses tied weights FSDP2 cannot place
@@ -114,7 +115,7 @@ def _embedding_holders(model) -> set:
     return {type(model.get_submodule(".".join(parts[:i]))).__name__ for i in range(len(parts))}
 
 
-def activate(accelerator, trainer) -> None:
+def activate(accelerator, trainer: TrainerConfig) -> None:
     """Make sure a ``trainer.distributed=fsdp`` run is sharded: on CPU processes switch Accelerate to FSDP
     (see the module docstring); one line if it is still not sharded."""
     if trainer.distributed != "fsdp":

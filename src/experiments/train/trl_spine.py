@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
+from experiments.config.schema import ExperimentConfig
 from experiments.data.prepare import select_text_splits
 from experiments.errors import DataError, ExperimentError
 from experiments.modeling import load_config, load_tokenizer, resolve
@@ -36,7 +37,7 @@ class TaskMetrics:
     #: when the task generates none)
     preferred_metric: Optional[str] = None
 
-    def __init__(self, *args: Any, experiment, cfg, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, experiment, cfg: ExperimentConfig, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.experiment, self.cfg = experiment, cfg
         self._generated: Dict[str, float] = {}
@@ -87,7 +88,7 @@ class TaskMetrics:
         Trainer.log(self, logs, start_time)
 
 
-def generation_task(cfg):
+def generation_task(cfg: ExperimentConfig):
     """(task, resolved model, tokenizer) for a TRL method: a causal language model on a generation task, else
     one line (checked from the model's config, before the weights load)."""
     task = training_task(cfg)
@@ -100,7 +101,7 @@ def generation_task(cfg):
     return task, resolved, load_tokenizer(resolved.path, cfg.tokenizer, cfg.model, cfg.paths.mirror)
 
 
-def check_data_files(cfg, what: str) -> None:
+def check_data_files(cfg: ExperimentConfig, what: str) -> None:
     """Every data file of a file loader (json / csv / ...) exists, else one line saying how to get the rows."""
     if cfg.dataset.loader not in FILE_LOADERS:
         return
@@ -110,7 +111,7 @@ def check_data_files(cfg, what: str) -> None:
                             f"the Multi30k set with: python scripts/build_preferences.py")
 
 
-def checked_splits(raw, cfg, columns: List[str], hint: str, check_rows: Callable[[Any, str, List[str]], None]):
+def checked_splits(raw, cfg: ExperimentConfig, columns: List[str], hint: str, check_rows: Callable[[Any, str, List[str]], None]):
     """(train, eval) raw splits holding ``columns`` (else one line ending in ``hint``: which keys to set), each
     non-empty and passing ``check_rows(split, name, columns)``."""
     missing = [c for c in columns if any(c not in split.column_names for split in raw.values())]
@@ -135,7 +136,7 @@ def check_text_cells(split, name: str, columns: Iterable[str]) -> None:
                                 f"{', '.join(columns)} must be a non-empty text")
 
 
-def run(cfg, run_dir: Path, args, exp, make_trainer: Callable[..., Any], train_keys: Iterable[str] = ()) -> Dict[str, Any]:
+def run(cfg: ExperimentConfig, run_dir: Path, args, exp, make_trainer: Callable[..., Any], train_keys: Iterable[str] = ()) -> Dict[str, Any]:
     """A TRL trainer on the HF Trainer spine: ``make_trainer(model, args, exp, callbacks)`` builds it; the rest
     (callbacks, step-0 evaluation, resume, trackers, run record, ``best/``, ``last/``) is ``trainer=hf_trainer``'s."""
     model = exp.new_model(cfg)
