@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -139,25 +138,11 @@ def chrf_reward(prompts, completions, reference, **_: Any) -> List[float]:
     return [metric.sentence_score(str(t), [r]).score / 100.0 for t, r in zip(texts, reference)]
 
 
-def _step_clock():
-    """A Trainer callback summing the seconds inside training steps (the span the framework's record counts)."""
-    from transformers import TrainerCallback
-
-    class StepClock(TrainerCallback):
-        seconds, began = 0.0, None
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.began = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.seconds += time.perf_counter() - self.began
-
-    return StepClock()
-
-
 def worker(method: str, run_dir: Path, out: Path) -> None:
     from datasets import Dataset
     from transformers.trainer_utils import set_seed
+
+    from experiments.train.hf_trainer import StepClock
 
     cfg, speed = _settings(run_dir)
     set_seed(cfg.trainer.seed)
@@ -180,11 +165,11 @@ def worker(method: str, run_dir: Path, out: Path) -> None:
             trainer = GRPOTrainer(model=model, reward_funcs=[chrf_reward], args=args,
                                   train_dataset=Dataset.from_list(_prompts(cfg, chat)), processing_class=tokenizer,
                                   peft_config=_lora(cfg))
-        clock = _step_clock()
+        clock = StepClock()  # the clock of the framework's own record
         trainer.add_callback(clock)
         result = trainer.train()
         tokens = [entry["num_tokens"] for entry in trainer.state.log_history if "num_tokens" in entry]
-    out.write_text(json.dumps({"steps": result.global_step, "seconds": clock.seconds,
+    out.write_text(json.dumps({"steps": result.global_step, "seconds": clock.step_seconds,
                                "tokens": tokens[-1] if tokens else None}))
 
 

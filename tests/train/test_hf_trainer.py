@@ -44,3 +44,29 @@ def test_best_holds_the_weights_of_the_best_evaluation(cli, tmp_path):
     for name, tensor in best.items():
         assert tensor.equal(saved[name]), name
     assert (run / "best" / "tokenizer.json").exists() and (run / "last" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty folder", "cut state", "a file", "state not a dict"])
+def test_a_resume_path_that_is_not_a_whole_checkpoint_is_refused_in_one_line(tmp_path, kind):
+    """Any trainer.resume=<path> the HF Trainer could not load stops with ExperimentError (one line, exit 2, before
+    anything loads); a whole checkpoint is taken as given."""
+    from omegaconf import OmegaConf
+
+    from experiments.errors import ExperimentError
+    from experiments.train import hf_trainer
+
+    path = tmp_path / "checkpoint-3"
+    if kind == "a file":
+        path.write_text("x")
+    elif kind != "missing":
+        path.mkdir()
+        state = {"cut state": '{"global_step": ', "state not a dict": "[3]"}.get(kind)
+        if state is not None:
+            (path / "trainer_state.json").write_text(state)
+    t = OmegaConf.create({"resume": str(path)})
+    with pytest.raises(ExperimentError, match="not a complete HF Trainer checkpoint"):
+        hf_trainer._resume_checkpoint(t, str(tmp_path / "run" / "checkpoints"))
+    whole = tmp_path / "checkpoint-4"
+    whole.mkdir()
+    (whole / "trainer_state.json").write_text('{"global_step": 4}')
+    assert hf_trainer._resume_checkpoint(OmegaConf.create({"resume": str(whole)}), str(tmp_path)) == str(whole)

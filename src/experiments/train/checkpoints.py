@@ -83,16 +83,18 @@ def last_hf_checkpoint(run_dir: Path) -> Optional[Path]:
     """The newest ``checkpoints/checkpoint-N`` the HF Trainer finished writing. It writes ``trainer_state.json``
     last, so a run killed while saving leaves a newer folder without one (or with one cut short), which
     transformers' ``get_last_checkpoint`` would pick."""
-    def whole(path: Path) -> bool:
-        try:
-            return isinstance(json.loads((path / "trainer_state.json").read_text(encoding="utf-8")), dict)
-        except (OSError, ValueError):  # missing, or cut while it was written
-            return False
-
     root = Path(run_dir) / "checkpoints"
     found = [(int(match.group(1)), path) for path in root.glob("checkpoint-*")
-             if (match := _HF_STEP.search(path.name)) and whole(path)] if root.is_dir() else []
+             if (match := _HF_STEP.search(path.name)) and whole_hf_checkpoint(path)] if root.is_dir() else []
     return max(found)[1] if found else None
+
+
+def whole_hf_checkpoint(path: Path) -> bool:
+    """``path`` is a checkpoint the HF Trainer finished writing: its ``trainer_state.json`` parses."""
+    try:
+        return isinstance(json.loads((Path(path) / "trainer_state.json").read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):  # missing, or cut while it was written
+        return False
 
 
 def save(accelerator, run_dir: Path, step: int, state: Dict[str, Any], keep: int, shared: bool = True) -> Path:

@@ -29,6 +29,7 @@ from experiments.train.checkpoints import (
     nothing_to_continue,
     resume_in_place,
     resume_requested,
+    whole_hf_checkpoint,
 )
 from experiments.train.common import (
     any_process,
@@ -97,11 +98,30 @@ def training_arguments(cfg: ExperimentConfig, run_dir: Path, arguments_class=Non
     return arguments_class(**{**values, **extra})
 
 
-class Mirror(TrainerCallback):
+class StepClock(TrainerCallback):
+    """Sums the seconds inside training steps (``on_step_begin`` to ``on_step_end``: forward, backward and the
+    optimizer step), the span our loop's clock counts: evaluations and checkpoint saves between steps are left out.
+    scripts/bench_preference.py times TRL used directly with it."""
+
+    def __init__(self) -> None:
+        self.step_seconds = 0.0
+        self._step_began: Optional[float] = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_began = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._step_began is not None:
+            self.step_seconds += time.perf_counter() - self._step_began
+            self._step_began = None
+
+
+class Mirror(StepClock):
     """Mirrors the Trainer's logs into our history, train log and trackers, keeps ``best/``, and stops on a
     diverged loss, a recorded signal, early stopping or a search's request."""
 
     def __init__(self, cfg: ExperimentConfig, perplexity: bool) -> None:
+        super().__init__()
         self.cfg, self.lr, self.perplexity = cfg, cfg.trainer.lr, perplexity
         self.history: List[Dict[str, Any]] = []
         self.train_log: List[Dict[str, Any]] = []
@@ -110,8 +130,6 @@ class Mirror(TrainerCallback):
         self.run_dir: Optional[Path] = None
         self.evaluations: List[Dict[str, Any]] = []  # on every process (history: the main process's)
         self.train_keys: tuple = ()  # a trainer's own per-step metrics kept in the train log (TRL's rewards)
-        self.step_seconds = 0.0  # inside training steps, as our loop's clock: evaluations and saves left out
-        self._step_began: Optional[float] = None
 
     def _evals(self, logs: Dict[str, Any]) -> Dict[str, float]:
         """The eval metrics of a Trainer log (runtime in seconds; language models: perplexity =
@@ -165,13 +183,8 @@ class Mirror(TrainerCallback):
             replace_dir(self.run_dir / "best",
                         lambda tmp: adapters.save(model, tokenizer, tmp, self.cfg.peft, self.cfg.model))
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._step_began = time.perf_counter()
-
     def on_step_end(self, args, state, control, **kwargs):
-        if self._step_began is not None:  # forward, backward and the optimizer step; what follows is not
-            self.step_seconds += time.perf_counter() - self._step_began
-            self._step_began = None
+        super().on_step_end(args, state, control, **kwargs)
         if interrupts.current().requested:  # checkpoint this step, then stop (raised after train())
             control.should_save = True
             control.should_training_stop = True
@@ -227,7 +240,11 @@ def _resume_checkpoint(t: TrainerConfig, output_dir: str) -> Optional[str]:
         return None  # stopped before its first checkpoint: it starts again from step 0
     if not resume:
         raise ExperimentError(f"trainer.resume: no checkpoint in {output_dir}")
-    return resume
+    if not whole_hf_checkpoint(Path(resume).expanduser()):
+        raise ExperimentError(f"trainer.resume: '{resume}' is not a complete HF Trainer checkpoint (a checkpoint-N "
+                              f"folder holding trainer_state.json); pass one, or trainer.resume=true in the run's "
+                              f"own directory")
+    return str(Path(resume).expanduser())
 
 
 def _start_tracking(cfg: ExperimentConfig, run_dir: Path, name: str, resume: Optional[str]):
@@ -242,11 +259,11 @@ def _start_tracking(cfg: ExperimentConfig, run_dir: Path, name: str, resume: Opt
 
 def run(cfg: ExperimentConfig, run_dir: Path) -> Dict[str, Any]:
     """The same fine-tune on transformers' Trainer; writes the same run record as our loop."""
-    from transformers import Trainer
     from transformers.trainer_utils import set_seed
 
     t = cfg.trainer
     args = training_arguments(cfg, run_dir)
+    resume = _resume_checkpoint(t, args.output_dir)  # a bad trainer.resume: one line before anything loads
     set_seed(t.seed)
     exp = build_experiment(cfg, lambda: args.main_process_first(desc="dataset"))
     if not exp.task.hf_trainer:
@@ -261,7 +278,6 @@ def run(cfg: ExperimentConfig, run_dir: Path) -> Dict[str, Any]:
                       data_collator=exp.collator, processing_class=exp.tokenizer,
                       compute_metrics=_metric_function(exp, last_eval) if exp.compute_metrics else None,
                       callbacks=[mirror])
-    resume = _resume_checkpoint(t, args.output_dir)
     if args.process_index == 0:
         mirror.tracking = _start_tracking(cfg, run_dir, name, resume)
     try:

@@ -139,12 +139,12 @@ def check_text_cells(split, name: str, columns: Iterable[str]) -> None:
 def run(cfg: ExperimentConfig, run_dir: Path, args, exp, make_trainer: Callable[..., Any], train_keys: Iterable[str] = ()) -> Dict[str, Any]:
     """A TRL trainer on the HF Trainer spine: ``make_trainer(model, args, exp, callbacks)`` builds it; the rest
     (callbacks, step-0 evaluation, resume, trackers, run record, ``best/``, ``last/``) is ``trainer=hf_trainer``'s."""
+    resume = hf_trainer._resume_checkpoint(cfg.trainer, args.output_dir)  # before the Trainer makes checkpoints/
     model = exp.new_model(cfg)
     name = run_name(cfg, hydra_overrides())
     mirror = hf_trainer.Mirror(cfg, perplexity=False)
     mirror.run_dir, mirror.train_keys = run_dir, tuple(train_keys)
     trainer = make_trainer(model, args, exp, [mirror])
-    resume = hf_trainer._resume_checkpoint(cfg.trainer, args.output_dir)
     if args.process_index == 0:
         mirror.tracking = hf_trainer._start_tracking(cfg, run_dir, name, resume)
     try:
