@@ -171,9 +171,10 @@ def test_help_and_cfg_job_load_no_heavy_library():
 
 # -- names that say what they hold -------------------------------------------------------------------------------
 #: parameter name -> the annotation it carries in the packages that follow the rule (``cfg`` is the whole typed
-#: experiment, never a part of it)
-CONFIG_PARAMETERS = {"cfg": "ExperimentConfig", "t": "TrainerConfig"}
-TYPED_PACKAGES = ["train"]
+#: experiment, never a part of it; ``model_config`` is a checkpoint's transformers config)
+CONFIG_PARAMETERS = {"cfg": "ExperimentConfig", "t": "TrainerConfig", "task_cfg": "TaskConfig",
+                     "model_config": "PreTrainedConfig"}
+TYPED_PACKAGES = ["train", "tasks"]
 
 
 def test_config_parameters_are_annotated_with_the_type_their_name_says():

@@ -64,6 +64,9 @@ def plan_single_run(overrides: List[str]) -> List[str]:
                                   f"the same hydra.run.dir=<dir> as the command on node 0")
         return [f"{k}={'null' if v is None else v}" for k, v in node_settings(run_dir, typed.trainer.machine_rank).items()]
     existed = run_dir.exists()
+    top = run_dir.resolve()  # the outermost folder of the path that is not there yet (the lock makes them all)
+    while not top.parent.exists():
+        top = top.parent
     lock_run_dir(run_dir)
     resume = typed.mode == "train" and resume_requested(typed.trainer.resume)
     if resume and resume_in_place(typed.trainer.resume):
@@ -78,9 +81,6 @@ def plan_single_run(overrides: List[str]) -> List[str]:
             compare_for_resume(source, cfg)
     check_fresh(run_dir, resume)
     if not existed:
-        top = run_dir.resolve()
-        while not top.parent.exists():
-            top = top.parent
         os.environ[CREATED_ENV] = str(run_dir.resolve())
         os.environ[CREATED_TOP_ENV] = str(top)
     return extra

@@ -9,7 +9,7 @@ from pathlib import Path
 from experiments import interrupts
 from experiments.config import schema
 from experiments.config.validate import to_typed
-from experiments.errors import as_user_error
+from experiments.errors import RecordUnreadable, as_user_error
 from experiments.runs import CONFIG_FILE, read_config
 from experiments.train import train
 from experiments.train.launch import ERROR_FILE_ENV
@@ -43,14 +43,31 @@ def main(argv=None) -> int:
     return 0
 
 
-def load_run_config(run_dir: Path):
+def load_run_config(run_dir: Path) -> schema.ExperimentConfig:
     """The typed config this node's parent wrote for this run (workers never compose config themselves):
-    ``<run dir>/config.yaml`` on node 0, a node-local copy on the others."""
+    ``<run dir>/config.yaml`` on node 0, a node-local copy on the others. The parent writes every key, so a
+    file without one was damaged since (cut short): it is refused, never filled in with defaults."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     path = Path(os.environ.get(CONFIG_FILE_ENV) or run_dir / CONFIG_FILE)
     base = OmegaConf.structured(schema.ExperimentConfig)
-    return to_typed(OmegaConf.merge(base, read_config(path)))
+    loaded = read_config(path)
+    missing = sorted(_keys(OmegaConf.to_container(base)) - _keys(OmegaConf.to_container(loaded)))
+    if missing:
+        raise RecordUnreadable(path, f"it is damaged (no {missing[0]}: cut short?)")
+    try:
+        merged = OmegaConf.merge(base, loaded)
+    except OmegaConfBaseException as exc:  # a value of the wrong kind, a key the schema lacks
+        raise RecordUnreadable(path, f"it is damaged ({str(exc).splitlines()[0][:120]})") from None
+    return to_typed(merged)
+
+
+def _keys(node, prefix: str = "") -> set:
+    """The dotted keys of a config's values (sections descended into)."""
+    if not isinstance(node, dict):
+        return {prefix[:-1]}
+    return set().union(*(_keys(value, f"{prefix}{key}.") for key, value in node.items())) if node else set()
 
 
 if __name__ == "__main__":

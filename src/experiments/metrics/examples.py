@@ -140,6 +140,11 @@ def translation_stats(predictions: Sequence[str], references: Sequence[str], chu
             yield {"bleu": [*b[2:10], b[0], b[1]], "chrf": list(c)}
 
 
+# The ROUGE variants the ``rouge`` metric reports by default; here, not in metrics/rouge/rouge.py, so that a task can
+# name them without importing rouge_score (and nltk, ~1.5 s) in runs that never score a summary.
+DEFAULT_ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
 def rouge_stats(predictions: Sequence[str], references: Sequence[str], types: Sequence[str]
                 ) -> Iterator[Dict[str, List[float]]]:
     """Each example's ROUGE F-measures (what the ``rouge`` metric averages), as ``[f, 1]``."""

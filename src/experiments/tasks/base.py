@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 from experiments.config.schema import ExperimentConfig, TaskConfig
 from experiments.errors import DataError
 from experiments.metrics.examples import TOKEN_LOSS_METRICS, ExampleRecords, eval_set_name, token_loss_stats
 from experiments.modeling import load_for_training, training_attention
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +72,13 @@ class Task:
     #: a readable name of the head the task needs (for errors).
     head: str = "base"
 
-    def __init__(self, cfg: TaskConfig, ctx: Optional[Context] = None):
-        self.cfg = cfg  # the task's options
+    def __init__(self, task_cfg: TaskConfig, ctx: Optional[Context] = None):
+        self.cfg = task_cfg  # the task's options
         self.ctx = ctx  # the loaded model; set before running
         self._pipe = None
 
     # --- model --------------------------------------------------------------------------------------
-    def choose_auto_class(self, config, task_cfg: TaskConfig) -> str:
+    def choose_auto_class(self, model_config: PreTrainedConfig, task_cfg: TaskConfig) -> str:
         """The Auto class for this checkpoint (most tasks: a fixed one)."""
         return self.auto_class
 
@@ -185,16 +188,21 @@ class Task:
         return [(item, output, reference) for item, output, reference in pairs if reference is not None]
 
 
+def _names(record: Dict[str, Any]) -> str:
+    """A row's column names for a one-line message (a newline or tab in a name shown escaped)."""
+    return ", ".join("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name)) for name in record)
+
+
 def text_field(record: Dict[str, Any], column: Optional[str] = None, keys=TEXT_KEYS) -> Any:
     """The text of a row: ``column`` when given, else the first of the usual column names."""
     if column:
         if column not in record:
-            raise DataError(f"input row has no column '{column}' (columns: {', '.join(map(str, record))})")
+            raise DataError(f"input row has no column '{column}' (columns: {_names(record)})")
         return record[column]
     for key in keys:
         if key in record:
             return record[key]
-    raise DataError(f"input row has none of the columns {', '.join(keys)} (columns: {', '.join(map(str, record))}); "
+    raise DataError(f"input row has none of the columns {', '.join(keys)} (columns: {_names(record)}); "
                     f"set inference.text_column")
 
 
@@ -229,16 +237,16 @@ class TrainingTask:
     #: weights the checkpoint lacked (a new head), set by :meth:`new_model`; LoRA trains them fully
     new_weights: List[str] = []
 
-    def setup_training(self, model_config, cfg) -> None:
+    def setup_training(self, model_config: PreTrainedConfig, cfg: ExperimentConfig) -> None:
         """Remember the checkpoint's config and choose the head; raise ExperimentError when the model
         cannot learn the task."""
         self.model_config = model_config
         self.train_auto_class = self.choose_auto_class(model_config, cfg.task)
 
-    def training_data(self, raw, tokenizer, cfg) -> TrainingData:
+    def training_data(self, raw, tokenizer, cfg: ExperimentConfig) -> TrainingData:
         raise NotImplementedError
 
-    def new_model(self, model_dir, cfg, data, tokenizer):
+    def new_model(self, model_dir, cfg: ExperimentConfig, data, tokenizer):
         """The model to fine-tune: the checkpoint with this task's head (a new head if it has none)."""
         model, self.new_weights = load_for_training(model_dir, cfg.model, self.train_auto_class, self.head,
                                                     attn_implementation=training_attention(cfg))
@@ -246,19 +254,19 @@ class TrainingTask:
             model.config.pad_token_id = tokenizer.pad_token_id
         return model
 
-    def collator(self, tokenizer, cfg):
+    def collator(self, tokenizer, cfg: ExperimentConfig):
         raise NotImplementedError
 
-    def flattening_works(self, model, cfg) -> bool:
+    def flattening_works(self, model, cfg: ExperimentConfig) -> bool:
         """False when this task's train collator flattens batches (padding-free) and ``model`` cannot keep
         the examples apart: the run then trains on padded batches (the eval collator's)."""
         return True
 
-    def eval_collator(self, tokenizer, cfg):
+    def eval_collator(self, tokenizer, cfg: ExperimentConfig):
         """The collator of the eval split (e.g. without random masking)."""
         return self.collator(tokenizer, cfg)
 
-    def metric_function(self, cfg, data):
+    def metric_function(self, cfg: ExperimentConfig, data):
         """(predictions, references) -> {metric: value}, for tasks scored on logits (else None)."""
         return None
 
@@ -270,17 +278,17 @@ class TrainingTask:
         """{metric: value} over the whole eval split, ``loss`` included (keys without ``eval_``)."""
         return {"loss": float(rows["loss"].float().mean())}
 
-    def inference_metrics(self, model, tokenizer, cfg, data: TrainingData) -> Dict[str, float]:
+    def inference_metrics(self, model, tokenizer, cfg: ExperimentConfig, data: TrainingData) -> Dict[str, float]:
         """Metrics of the task's inference code on the eval items (main process only); none by default."""
         return {}
 
-    def eval_records(self, columns: Dict[str, Any], scores: Dict[str, float], data, cfg):
+    def eval_records(self, columns: Dict[str, Any], scores: Dict[str, float], data, cfg: ExperimentConfig):
         """The per-example rows of the evaluation that gave ``scores`` (its gathered ``columns``, and what
         :meth:`inference_metrics` generated): an :class:`~experiments.metrics.examples.ExampleRecords`, or
         None when the task keeps none. Main process only."""
         return None
 
-    def run_inference(self, model, tokenizer, cfg, items: List[Item]) -> List[Any]:
+    def run_inference(self, model, tokenizer, cfg: ExperimentConfig, items: List[Item]) -> List[Any]:
         """This task's ``manual`` inference path on ``items`` with the model being trained, in batches of
         ``trainer.per_device_eval_batch_size`` (a copy of the tokenizer: inference may pad on the left)."""
         import copy
@@ -330,7 +338,7 @@ class TokenLossTraining(TrainingTask):
         loss = float(rows["loss_sum"].sum()) / tokens if tokens else float("nan")
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)) if math.isfinite(loss) else float("nan")}
 
-    def eval_records(self, columns, scores, data, cfg):
+    def eval_records(self, columns, scores, data, cfg: ExperimentConfig):
         """One row per eval example (a text block, or a prompt -> target pair): its summed token loss and
         token count, from which the mean token loss and the perplexity are recomputed."""
         return ExampleRecords(eval_set_name(cfg.dataset), dict(TOKEN_LOSS_METRICS), self.token_loss_rows(columns, data),

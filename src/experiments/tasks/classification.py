@@ -1,7 +1,7 @@
 """text-classification (alias sentiment-analysis): softmax over the logits, label from id2label."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from experiments import metrics
 from experiments.data.prepare import build_classification_data, build_collator
@@ -11,12 +11,17 @@ from experiments.modeling import load_sequence_classifier, training_attention
 from experiments.tasks.base import Task, TrainingTask, short, text_field
 from experiments.tasks.labels import classification_quality, label_name_rows
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
-def scores_function(config) -> str:
+    from experiments.config.schema import ExperimentConfig
+
+
+def scores_function(model_config: PreTrainedConfig) -> str:
     """What the pipeline applies to the logits: none (regression), sigmoid, or softmax."""
-    if config.problem_type == "regression":
+    if model_config.problem_type == "regression":
         return "none"
-    if config.problem_type == "multi_label_classification" or config.num_labels == 1:
+    if model_config.problem_type == "multi_label_classification" or model_config.num_labels == 1:
         return "sigmoid"
     return "softmax"
 
@@ -87,24 +92,24 @@ class TextClassification(TrainingTask, Task):
         return label_name_rows(self.scored(items, outputs), lambda output: self.top_label(output), self.label_names)
 
     # --- training ------------------------------------------------------------------------------------
-    def training_data(self, raw, tokenizer, cfg):
+    def training_data(self, raw, tokenizer, cfg: ExperimentConfig):
         self.data = build_classification_data(raw, tokenizer, cfg.dataset, cfg.tokenizer)
         return self.data
 
-    def new_model(self, model_dir, cfg, data, tokenizer):
+    def new_model(self, model_dir, cfg: ExperimentConfig, data, tokenizer):
         model, self.new_weights = load_sequence_classifier(
             model_dir, cfg.model, num_labels=data.num_labels, id2label=data.id2label,
             is_regression=data.is_regression, pad_token_id=tokenizer.pad_token_id,
             attn_implementation=training_attention(cfg))
         return model
 
-    def collator(self, tokenizer, cfg):
+    def collator(self, tokenizer, cfg: ExperimentConfig):
         return build_collator(tokenizer, cfg.collator, cfg.tokenizer)
 
-    def setup_training(self, model_config, cfg) -> None:
+    def setup_training(self, model_config: PreTrainedConfig, cfg: ExperimentConfig) -> None:
         self.model_config, self.train_auto_class = model_config, self.auto_class
 
-    def metric_function(self, cfg, data):
+    def metric_function(self, cfg: ExperimentConfig, data):
         return metrics.for_classification(cfg.dataset.metric, cfg.dataset.metric_config, data.num_labels,
                                           data.is_regression)
 
@@ -125,7 +130,7 @@ class TextClassification(TrainingTask, Task):
         scores = compute(rows["prediction"].tolist(), rows["label"].tolist())
         return {**{k: float(v) for k, v in scores.items()}, "loss": float(rows["loss"].float().mean())}
 
-    def eval_records(self, columns, scores, data, cfg):
+    def eval_records(self, columns, scores, data, cfg: ExperimentConfig):
         """One row per eval example: label ids (shown as names) or scores, and each metric's statistics."""
         names = [name for name in scores if name != "loss"] + (["loss"] if "loss" in columns else [])
         metrics, skipped = label_metrics(names, list(range(data.num_labels)), data.is_regression)

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from experiments.data.lm import mlm_blocks, premask
 from experiments.data.prepare import select_text_splits
 from experiments.errors import DataError, ExperimentError
 from experiments.tasks.base import Task, TokenLossTraining, TrainingData, short
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
+
+    from experiments.config.schema import ExperimentConfig, TaskConfig
 
 MASK_PLACEHOLDERS = re.compile(r"\[MASK\]|<mask>")
 
@@ -18,7 +23,7 @@ class FillMask(TokenLossTraining, Task):
     auto_class = "AutoModelForMaskedLM"
     head = "masked-LM"
 
-    def check_model(self, model, tokenizer, task_cfg) -> None:
+    def check_model(self, model, tokenizer, task_cfg: TaskConfig) -> None:
         if tokenizer.mask_token is None:
             raise ExperimentError("fill-mask needs a tokenizer with a mask token; this one has none")
 
@@ -72,7 +77,7 @@ class FillMask(TokenLossTraining, Task):
     # --- training ------------------------------------------------------------------------------------
     mlm_probability = 0.15
 
-    def setup_training(self, model_config, cfg) -> None:
+    def setup_training(self, model_config: PreTrainedConfig, cfg: ExperimentConfig) -> None:
         from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
         if model_config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or model_config.is_encoder_decoder:
@@ -80,7 +85,7 @@ class FillMask(TokenLossTraining, Task):
                                   f"is a '{model_config.model_type}' model")
         super().setup_training(model_config, cfg)
 
-    def training_data(self, raw, tokenizer, cfg) -> TrainingData:
+    def training_data(self, raw, tokenizer, cfg: ExperimentConfig) -> TrainingData:
         """Text cut into blocks of max_length tokens; the eval blocks are masked once, with the run's seed, so
         every evaluation scores the same masks (``eval_perplexity``)."""
         if tokenizer.mask_token is None:
@@ -94,14 +99,14 @@ class FillMask(TokenLossTraining, Task):
         eval_blocks = premask(eval_blocks, tokenizer, mlm_probability=self.mlm_probability, seed=cfg.trainer.seed)
         return TrainingData(train_blocks, eval_blocks)
 
-    def collator(self, tokenizer, cfg):
+    def collator(self, tokenizer, cfg: ExperimentConfig):
         """BERT's 80/10/10 masking of 15 % of tokens, drawn from torch's RNG (which checkpoints carry)."""
         from transformers import DataCollatorForLanguageModeling
 
         return DataCollatorForLanguageModeling(tokenizer, mlm_probability=self.mlm_probability,
                                                pad_to_multiple_of=cfg.collator.pad_to_multiple_of)
 
-    def eval_collator(self, tokenizer, cfg):
+    def eval_collator(self, tokenizer, cfg: ExperimentConfig):
         from transformers import default_data_collator
 
         return default_data_collator

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -19,10 +19,20 @@ from experiments import hardware, metrics
 from experiments.data.lm import causal_blocks, flattening_collator, seq2seq_features, sft_features
 from experiments.data.prepare import example_ids, select_text_splits
 from experiments.errors import ExperimentError
-from experiments.metrics.examples import TRANSLATION_METRICS, rouge_stats, spec, translation_stats
-from experiments.metrics.rouge.rouge import DEFAULT_ROUGE_TYPES
+from experiments.metrics.examples import (
+    DEFAULT_ROUGE_TYPES,
+    TRANSLATION_METRICS,
+    rouge_stats,
+    spec,
+    translation_stats,
+)
 from experiments.modeling import config_positions, separates_flattened
 from experiments.tasks.base import Context, Item, Task, TokenLossTraining, TrainingData, text_field
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
+
+    from experiments.config.schema import ExperimentConfig, TaskConfig
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +141,12 @@ class Generation(Task):
         return output[0][self.output_key]
 
 
-def is_encoder_only(config) -> bool:
+def is_encoder_only(model_config: PreTrainedConfig) -> bool:
     """BERT-like checkpoints: a masked-LM encoder with no decoder to generate with."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-    return not getattr(config, "is_encoder_decoder", False) and config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    return (not getattr(model_config, "is_encoder_decoder", False)
+            and model_config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
 
 class GenerationTraining(TokenLossTraining):
@@ -143,20 +154,20 @@ class GenerationTraining(TokenLossTraining):
     prompt's labels masked), evaluated by its loss and by generating for ``trainer.eval_generate_samples``
     eval examples with the inference code (ROUGE / BLEU+chrF)."""
 
-    def setup_training(self, model_config, cfg) -> None:
+    def setup_training(self, model_config: PreTrainedConfig, cfg: ExperimentConfig) -> None:
         if is_encoder_only(model_config):
             raise ExperimentError(f"task={self.name} needs a model that generates (encoder-decoder or causal); "
                                   f"{cfg.model.name_or_path} is an encoder-only '{model_config.model_type}' model")
         super().setup_training(model_config, cfg)
         self.shift_labels = self.train_auto_class == "AutoModelForCausalLM"
 
-    def data_task(self, tokenizer, cfg):
+    def data_task(self, tokenizer, cfg: ExperimentConfig):
         """A copy of this task on the tokenizer (no model yet), to build prompts exactly as inference does."""
         task = type(self)(cfg.task)
         task.ctx = Context(cfg, _ConfigOnly(self.model_config), tokenizer, None)
         return task
 
-    def sft_data(self, train, evaluation, tokenizer, cfg, source: str, target: str):
+    def sft_data(self, train, evaluation, tokenizer, cfg: ExperimentConfig, source: str, target: str):
         task = self.data_task(tokenizer, cfg)
 
         def prompt_ids(text: str) -> List[int]:
@@ -168,13 +179,13 @@ class GenerationTraining(TokenLossTraining):
                              desc=f"prompt+target {cfg.dataset.name} {name}", max_tokens=positions)
                 for name, split in (("train", train), ("eval", evaluation))]
 
-    def collator(self, tokenizer, cfg):
+    def collator(self, tokenizer, cfg: ExperimentConfig):
         self.flattened = self.padding_free(cfg)
         if self.flattened:
             return flattening_collator()
         return self.eval_collator(tokenizer, cfg)
 
-    def flattening_works(self, model, cfg) -> bool:
+    def flattening_works(self, model, cfg: ExperimentConfig) -> bool:
         if not getattr(self, "flattened", False) or separates_flattened(model):
             return True
         if cfg.collator.padding_free == "true":
@@ -184,13 +195,13 @@ class GenerationTraining(TokenLossTraining):
         log.info("padding-free batches off: %s does not keep flattened examples apart", model.config.model_type)
         return False
 
-    def eval_collator(self, tokenizer, cfg):
+    def eval_collator(self, tokenizer, cfg: ExperimentConfig):
         """Padded rows: evaluation needs one row per example (per-example losses, gathered across processes)."""
         from transformers import DataCollatorForSeq2Seq
 
         return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, pad_to_multiple_of=cfg.collator.pad_to_multiple_of)
 
-    def padding_free(self, cfg) -> bool:
+    def padding_free(self, cfg: ExperimentConfig) -> bool:
         """``collator.padding_free`` for this run: causal prompt -> target rows only (LM blocks have no padding;
         encoder-decoder models cannot be flattened)."""
         wanted = hardware.padding_free(cfg.collator.padding_free, hardware.training_device_type(), cfg.trainer.backend)
@@ -201,10 +212,10 @@ class GenerationTraining(TokenLossTraining):
             return False
         return wanted and self.has_padding(cfg)
 
-    def has_padding(self, cfg) -> bool:
+    def has_padding(self, cfg: ExperimentConfig) -> bool:
         return True
 
-    def inference_metrics(self, model, tokenizer, cfg, data) -> Dict[str, float]:
+    def inference_metrics(self, model, tokenizer, cfg: ExperimentConfig, data) -> Dict[str, float]:
         limit = cfg.trainer.eval_generate_samples
         items = data.eval_items[:limit] if limit else data.eval_items
         self.generated = (items, self.run_inference(model, tokenizer, cfg, items) if items else [])
@@ -212,7 +223,7 @@ class GenerationTraining(TokenLossTraining):
             return {}
         return self.quality_of(self.generated[1], items)
 
-    def eval_records(self, columns, scores, data, cfg):
+    def eval_records(self, columns, scores, data, cfg: ExperimentConfig):
         """The token-loss rows, with the generated text, the reference and its BLEU / chrF or ROUGE
         statistics on the examples generated for (``trainer.eval_generate_samples``)."""
         records = super().eval_records(columns, scores, data, cfg)
@@ -244,8 +255,8 @@ def text_rows(scored, output_text, stats) -> Iterator[Dict[str, Any]]:
 class _ConfigOnly:
     """Stands in for the model while building training prompts: only its config is read."""
 
-    def __init__(self, config) -> None:
-        self.config = config
+    def __init__(self, model_config: PreTrainedConfig) -> None:
+        self.config = model_config
 
 
 class TextGeneration(GenerationTraining, Generation):
@@ -255,7 +266,7 @@ class TextGeneration(GenerationTraining, Generation):
     auto_class = "AutoModelForCausalLM"
     head = "causal-LM"
 
-    def check_model(self, model, tokenizer, task_cfg) -> None:
+    def check_model(self, model, tokenizer, task_cfg: TaskConfig) -> None:
         if model.config.is_encoder_decoder:
             raise ExperimentError("text-generation needs a decoder-only (causal) model; for an encoder-decoder "
                                   "model use task=summarization or task=translation")
@@ -270,16 +281,16 @@ class TextGeneration(GenerationTraining, Generation):
         return [[{"generated_text": t}] for t in self._causal_manual(self.pipeline_inputs(batch))]
 
     # --- training ------------------------------------------------------------------------------------
-    def setup_training(self, model_config, cfg) -> None:
+    def setup_training(self, model_config: PreTrainedConfig, cfg: ExperimentConfig) -> None:
         if getattr(model_config, "is_encoder_decoder", False):
             raise ExperimentError("task=text-generation trains a decoder-only (causal) model; for an encoder-decoder "
                                   "model use task=summarization or task=translation")
         super().setup_training(model_config, cfg)
 
-    def has_padding(self, cfg) -> bool:
+    def has_padding(self, cfg: ExperimentConfig) -> bool:
         return bool(cfg.dataset.response_column)  # raw text is cut into equal blocks: nothing to flatten
 
-    def training_data(self, raw, tokenizer, cfg) -> TrainingData:
+    def training_data(self, raw, tokenizer, cfg: ExperimentConfig) -> TrainingData:
         """Raw text cut into blocks of max_length tokens, or prompt -> response rows (dataset.response_column)."""
         data_cfg = cfg.dataset
         response = data_cfg.response_column
@@ -301,11 +312,11 @@ class Seq2SeqTask(GenerationTraining, Generation):
     pipeline_task = None  # removed from transformers 5; causal models use the text-generation pipeline
     head = "seq2seq-LM"
 
-    def choose_auto_class(self, config, task_cfg) -> str:
-        method = task_cfg.method or ("seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal")
-        if method == "seq2seq" and not getattr(config, "is_encoder_decoder", False):
+    def choose_auto_class(self, model_config: PreTrainedConfig, task_cfg: TaskConfig) -> str:
+        method = task_cfg.method or ("seq2seq" if getattr(model_config, "is_encoder_decoder", False) else "causal")
+        if method == "seq2seq" and not getattr(model_config, "is_encoder_decoder", False):
             raise ExperimentError(f"task.method=seq2seq needs an encoder-decoder model; this one is "
-                                  f"'{config.model_type}' (use task.method=causal to prompt it)")
+                                  f"'{model_config.model_type}' (use task.method=causal to prompt it)")
         if method not in ("seq2seq", "causal"):
             raise ExperimentError(f"task.method={method} is not a {self.name} method (seq2seq or causal)")
         return "AutoModelForSeq2SeqLM" if method == "seq2seq" else "AutoModelForCausalLM"
@@ -360,10 +371,10 @@ class Seq2SeqTask(GenerationTraining, Generation):
         return [[{self.output_key: t}] for t in self._generate(batch, use_pipeline=self.has_pipeline)]
 
     # --- training ------------------------------------------------------------------------------------
-    def source_target_columns(self, cfg):
+    def source_target_columns(self, cfg: ExperimentConfig):
         return cfg.dataset.text_column, cfg.dataset.label_column
 
-    def training_data(self, raw, tokenizer, cfg) -> TrainingData:
+    def training_data(self, raw, tokenizer, cfg: ExperimentConfig) -> TrainingData:
         """seq2seq: ``prefix + source`` -> ``text_target``; causal: the inference prompt -> target + EOS."""
         source, target = self.source_target_columns(cfg)
         train, evaluation = select_text_splits(raw, cfg.dataset, [source, target])

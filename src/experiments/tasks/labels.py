@@ -15,11 +15,11 @@ def normalise(label: Any, names: Optional[Sequence[str]] = None) -> str:
     if isinstance(label, bool):
         label = int(label)
     if isinstance(label, int) and names and 0 <= label < len(names):
-        return str(names[label]).lower()
+        return str(names[label]).strip().lower()
     text = str(label).strip()
     match = _GENERIC.match(text)
     if match and names and int(match.group(1)) < len(names):
-        return str(names[int(match.group(1))]).lower()
+        return str(names[int(match.group(1))]).strip().lower()
     return text.lower()
 
 

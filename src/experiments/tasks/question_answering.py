@@ -8,7 +8,7 @@ end probabilities (softmax over context tokens) give span scores ``p_start * p_e
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
@@ -19,20 +19,27 @@ from experiments.errors import DataError, ExperimentError
 from experiments.metrics.examples import SQUAD_METRICS, ExampleRecords, eval_set_name, squad_stats
 from experiments.tasks.base import Item, Task, TrainingData, TrainingTask, short
 
+if TYPE_CHECKING:
+    from experiments.config.schema import ExperimentConfig, TaskConfig
+
 
 def decode_spans(start: np.ndarray, end: np.ndarray, top_k: int, max_answer_len: int,
                  allowed: np.ndarray):
     """The ``top_k`` best (start, end, score) token spans with ``start <= end < start + max_answer_len``."""
     outer = np.matmul(start[:, None], end[None, :])
     candidates = np.tril(np.triu(outer), max_answer_len - 1)
-    flat = candidates.flatten()
+    # transformers' pipeline decodes the same way; unlike it, cells that are no span (end before start, too
+    # long) never fill the top_k, and a top_k of every cell takes the sort, not argpartition (which refuses it)
+    is_span = np.tril(np.triu(np.ones(outer.shape, dtype=bool)), max_answer_len - 1).flatten()
+    flat = np.where(is_span, candidates.flatten(), -np.inf)
     if top_k == 1:
         order = np.array([np.argmax(flat)])
-    elif len(flat) < top_k:
+    elif len(flat) <= top_k:
         order = np.argsort(-flat)
     else:
         order = np.argpartition(-flat, top_k)[:top_k]
         order = order[np.argsort(-flat[order])]
+    order = order[is_span[order]]
     starts, ends = np.unravel_index(order, candidates.shape)
     keep = np.isin(starts, allowed.nonzero()) & np.isin(ends, allowed.nonzero())
     starts, ends = starts[keep], ends[keep]
@@ -45,7 +52,7 @@ class QuestionAnswering(TrainingTask, Task):
     auto_class = "AutoModelForQuestionAnswering"
     head = "question-answering (span)"
 
-    def check_model(self, model, tokenizer, task_cfg) -> None:
+    def check_model(self, model, tokenizer, task_cfg: TaskConfig) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise ExperimentError("question-answering needs a fast tokenizer (character offsets); set tokenizer.use_fast=true")
 
@@ -169,7 +176,7 @@ class QuestionAnswering(TrainingTask, Task):
         return dict(SQUAD_METRICS), rows()
 
     # --- training ------------------------------------------------------------------------------------
-    def training_data(self, raw, tokenizer, cfg) -> TrainingData:
+    def training_data(self, raw, tokenizer, cfg: ExperimentConfig) -> TrainingData:
         """Windows with answer start/end tokens (experiments.data.qa); the eval rows also as inference items,
         so SQuAD EM / F1 during training come from the same span decoding as ``mode=infer``."""
         self.check_model(None, tokenizer, cfg.task)
@@ -189,7 +196,7 @@ class QuestionAnswering(TrainingTask, Task):
         return TrainingData(features[0], features[1], items)
 
     @staticmethod
-    def _check_question_lengths(items: List[Item], tokenizer, task_cfg, split: str) -> None:
+    def _check_question_lengths(items: List[Item], tokenizer, task_cfg: TaskConfig, split: str) -> None:
         """Evaluation answers eval questions as ``mode=infer`` does: one longer than ``task.max_question_len``
         stops now, naming its row, not at the first evaluation."""
         questions = [item.input["question"].lstrip() for item in items]
@@ -199,7 +206,7 @@ class QuestionAnswering(TrainingTask, Task):
                                 f"{len(ids)} tokens, more than task.max_question_len={task_cfg.max_question_len}; "
                                 f"raise it or shorten the question")
 
-    def collator(self, tokenizer, cfg):
+    def collator(self, tokenizer, cfg: ExperimentConfig):
         return build_collator(tokenizer, cfg.collator, cfg.tokenizer)
 
     def eval_rows(self, output, batch):
@@ -209,13 +216,13 @@ class QuestionAnswering(TrainingTask, Task):
         end = F.cross_entropy(output.end_logits.float(), batch["end_positions"], reduction="none")
         return {"loss": (start + end) / 2}
 
-    def inference_metrics(self, model, tokenizer, cfg, data) -> Dict[str, float]:
+    def inference_metrics(self, model, tokenizer, cfg: ExperimentConfig, data) -> Dict[str, float]:
         items = [Item(i.id, self.check_input(i.input), i.reference) for i in data.eval_items]
         outputs = self.run_inference(model, tokenizer, cfg, items)
         self.answered = (items, outputs)  # for eval_records
         return self.quality_of(outputs, items)
 
-    def eval_records(self, columns, scores, data, cfg):
+    def eval_records(self, columns, scores, data, cfg: ExperimentConfig):
         """One row per question: the decoded answer, the gold answers, exact match and F1 (the loss is per
         window of a context, not per question: left out)."""
         found = self.example_rows(*getattr(self, "answered", ([], [])))

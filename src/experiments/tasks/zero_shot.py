@@ -1,17 +1,22 @@
 """zero-shot-classification: NLI entailment scores (pipeline's method) or sentence-embedding similarity."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from experiments.errors import ExperimentError
 from experiments.tasks.base import Task
 from experiments.tasks.features import FeatureExtraction, pool
 from experiments.tasks.labels import classification_quality, label_name_rows
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
-def entailment_id(config) -> int:
+    from experiments.config.schema import TaskConfig
+
+
+def entailment_id(model_config: PreTrainedConfig) -> int:
     """Index of the label whose name starts with 'entail' (-1 when none), as the pipeline finds it."""
-    for label, index in config.label2id.items():
+    for label, index in model_config.label2id.items():
         if str(label).lower().startswith("entail"):
             return int(index)
     return -1
@@ -24,12 +29,12 @@ class ZeroShotClassification(Task):
 
     label_names: Optional[List[str]] = None
 
-    def choose_auto_class(self, config, task_cfg) -> str:
+    def choose_auto_class(self, model_config: PreTrainedConfig, task_cfg: TaskConfig) -> str:
         if task_cfg.method not in (None, "nli", "embedding"):
             raise ExperimentError(f"task.method={task_cfg.method} is not a zero-shot method (nli or embedding)")
         return "AutoModel" if task_cfg.method == "embedding" else "AutoModelForSequenceClassification"
 
-    def check_model(self, model, tokenizer, task_cfg) -> None:
+    def check_model(self, model, tokenizer, task_cfg: TaskConfig) -> None:
         if task_cfg.method == "embedding":
             return
         if entailment_id(model.config) < 0:

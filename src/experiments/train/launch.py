@@ -39,6 +39,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def job_cores() -> int:
+    """The cores this job may use: the share a sweep launcher, Ray or a test runner gave it in OMP_NUM_THREADS
+    (a job's, not each process's), else the machine's."""
+    given = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(given) if given.isdigit() and int(given) > 0 else (os.cpu_count() or 1)
+
+
 def launch_command(cfg: ExperimentConfig, run_dir: Path) -> List[str]:
     import torch
 
@@ -52,9 +59,8 @@ def launch_command(cfg: ExperimentConfig, run_dir: Path) -> List[str]:
            "--main_process_port", str(t.main_process_port or free_port())]
     if t.main_process_ip:
         cmd += ["--main_process_ip", t.main_process_ip]
-    if not torch.cuda.is_available():  # the CPU's cores split between this machine's processes, unless set
-        threads = os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // t.num_processes)
-        cmd += ["--num_cpu_threads_per_process", str(threads)]
+    if not torch.cuda.is_available():  # the job's cores split between this machine's processes
+        cmd += ["--num_cpu_threads_per_process", str(max(1, job_cores() // t.num_processes))]
     return cmd + ["-m", WORKER_MODULE, str(run_dir)]
 
 
@@ -180,24 +186,35 @@ def _wait_forwarding_signals(cmd: List[str], env: Dict[str, str], log_path: Path
 _LAUNCHER_TRACE = b"Traceback (most recent call last)"
 
 
+def _trace_start(text: bytes) -> int:
+    """How many bytes at the end of ``text`` could be the start of the launcher's traceback (read on in the next
+    chunk of the pipe)."""
+    return next((n for n in range(min(len(text), len(_LAUNCHER_TRACE) - 1), 0, -1)
+                 if _LAUNCHER_TRACE.startswith(text[-n:])), 0)
+
+
 def _relay_stderr(proc, log_path: Path, error_file: Path) -> None:
     """Workers' stderr to the console as it comes (progress bars), all of it to launch.log. From the first
     traceback on, output is held back: when a rank stopped on purpose (its one-line error is in error_file)
     the launcher's report of the exit stays in launch.log; a real crash is shown whole."""
-    held = b""
+    held, pending = b"", b""  # pending: the end of what came, shown once it cannot begin a traceback
     with log_path.open("ab") as log_file:
         for chunk in iter(lambda: proc.stderr.read1(65536), b""):
             log_file.write(chunk)
-            if not held and _LAUNCHER_TRACE in chunk:
-                shown, held = chunk.split(_LAUNCHER_TRACE, 1)
-                held = _LAUNCHER_TRACE + held
-                sys.stderr.buffer.write(shown)
-            elif held:
+            if held:
                 held += chunk
+                continue
+            text, pending = pending + chunk, b""
+            if _LAUNCHER_TRACE in text:
+                text, held = text.split(_LAUNCHER_TRACE, 1)
+                held = _LAUNCHER_TRACE + held
             else:
-                sys.stderr.buffer.write(chunk)
+                cut = len(text) - _trace_start(text)
+                text, pending = text[:cut], text[cut:]
+            sys.stderr.buffer.write(text)
             sys.stderr.flush()
     proc.wait()
+    sys.stderr.buffer.write(pending)
     if held and not error_file.exists():
         sys.stderr.buffer.write(held)
-        sys.stderr.flush()
+    sys.stderr.flush()

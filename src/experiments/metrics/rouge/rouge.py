@@ -4,6 +4,7 @@ import numpy as np
 from rouge_score import rouge_scorer
 
 from experiments.metrics._shared import BundledMetric, citation, text_features
+from experiments.metrics.examples import DEFAULT_ROUGE_TYPES
 
 _DESCRIPTION = """\
 ROUGE (Recall-Oriented Understudy for Gisting Evaluation) compares generated text against one or more
@@ -32,9 +33,6 @@ Examples:
     >>> rouge.compute(predictions=texts, references=texts)
     {'rouge1': 1.0, 'rouge2': 1.0, 'rougeL': 1.0, 'rougeLsum': 1.0}
 """
-
-DEFAULT_ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-
 
 class _CallableTokenizer:
     """Adapts a plain `str -> list[str]` function to the `tokenize` interface `rouge_score` expects."""
