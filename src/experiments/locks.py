@@ -75,9 +75,13 @@ def holder(folder: Path, name: str = LOCK_NAME) -> Optional[Dict[str, object]]:
     record when it is the same process's (a record left by an earlier holder is not taken for the current one)."""
     folder = Path(folder)
     marker: Optional[Dict[str, object]] = None
-    with suppress(OSError, ValueError, IndexError):
-        lines = (folder / name).read_text().splitlines()
-        marker = {"pid": int(lines[0]), "host": lines[1] if len(lines) > 1 else "?"}
+    for _ in range(40):  # filelock creates its marker, then writes pid and host into it: a moment in between
+        with suppress(OSError, ValueError, IndexError):
+            lines = (folder / name).read_text().splitlines()
+            marker = {"pid": int(lines[0]), "host": lines[1] if len(lines) > 1 else "?"}
+        if marker is not None or not (folder / name).exists():
+            break
+        time.sleep(0.025)
     record = _owner(folder, name)
     if record and (marker is None or record.get("pid") == marker["pid"]):
         return record
