@@ -30,6 +30,7 @@ from experiments.config import schema
 from experiments.config.validate import compose_with_hydra
 from experiments.errors import ExperimentError, TrainingDiverged, WriteFailed
 from experiments.runs import CONFIG_FILE, start_run
+from experiments.tracking import flatten
 from experiments.train.launch import ERROR_FILE_ENV
 from experiments.train.nodes import CONFIG_FILE_ENV
 
@@ -145,17 +146,12 @@ def test_a_worker_reads_the_run_dirs_config_unless_its_node_parent_names_another
     assert cfg.model.name == run_config["model"]["name"]
 
 
-def _leaves(node: dict, prefix: str = "") -> list:
-    return [key for name, value in node.items()
-            for key in (_leaves(value, f"{prefix}{name}.") if isinstance(value, dict) and value else [f"{prefix}{name}"])]
-
-
 @LOADING
 @given(st.data())
 def test_a_saved_config_without_any_one_key_is_refused_never_filled_with_a_default(tmp_path, run_config, data):
     """The parent writes every key: one missing means the file was damaged since (cut short), and a worker that
     trained on the schema's default instead would run another experiment than the one recorded."""
-    key = data.draw(st.sampled_from(_leaves(run_config)))
+    key = data.draw(st.sampled_from(list(flatten(run_config))))
     config = OmegaConf.create(run_config)
     *parents, leaf = key.split(".")
     section = OmegaConf.select(config, ".".join(parents)) if parents else config
@@ -166,7 +162,7 @@ def test_a_saved_config_without_any_one_key_is_refused_never_filled_with_a_defau
         worker.load_run_config(run_dir)
     message = str(caught.value)
     assert message.startswith(f"cannot read {run_dir / CONFIG_FILE}: ") and "\n" not in message
-    assert f"no {key}:" in message or any(f"no {other}:" in message for other in _leaves(run_config)
+    assert f"no {key}:" in message or any(f"no {other}:" in message for other in list(flatten(run_config))
                                            if other.startswith(f"{key}."))
 
 

@@ -11,6 +11,7 @@ from experiments.config import schema
 from experiments.config.validate import to_typed
 from experiments.errors import RecordUnreadable, as_user_error
 from experiments.runs import CONFIG_FILE, read_config
+from experiments.tracking import flatten
 from experiments.train import train
 from experiments.train.launch import ERROR_FILE_ENV
 from experiments.train.nodes import CONFIG_FILE_ENV, agree_on_config, announce_rendezvous, process_state
@@ -53,7 +54,7 @@ def load_run_config(run_dir: Path) -> schema.ExperimentConfig:
     path = Path(os.environ.get(CONFIG_FILE_ENV) or run_dir / CONFIG_FILE)
     base = OmegaConf.structured(schema.ExperimentConfig)
     loaded = read_config(path)
-    missing = sorted(_keys(OmegaConf.to_container(base)) - _keys(OmegaConf.to_container(loaded)))
+    missing = sorted(flatten(OmegaConf.to_container(base)).keys() - flatten(OmegaConf.to_container(loaded)).keys())
     if missing:
         raise RecordUnreadable(path, f"it is damaged (no {missing[0]}: cut short?)")
     try:
@@ -61,13 +62,6 @@ def load_run_config(run_dir: Path) -> schema.ExperimentConfig:
     except OmegaConfBaseException as exc:  # a value of the wrong kind, a key the schema lacks
         raise RecordUnreadable(path, f"it is damaged ({str(exc).splitlines()[0][:120]})") from None
     return to_typed(merged)
-
-
-def _keys(node, prefix: str = "") -> set:
-    """The dotted keys of a config's values (sections descended into)."""
-    if not isinstance(node, dict):
-        return {prefix[:-1]}
-    return set().union(*(_keys(value, f"{prefix}{key}.") for key, value in node.items())) if node else set()
 
 
 if __name__ == "__main__":
