@@ -170,22 +170,31 @@ def test_help_and_cfg_job_load_no_heavy_library():
 
 
 # -- names that say what they hold -------------------------------------------------------------------------------
-#: parameter name -> the annotation it carries in the packages that follow the rule (``cfg`` is the whole typed
-#: experiment, never a part of it; ``model_config`` is a checkpoint's transformers config)
-CONFIG_PARAMETERS = {"cfg": "ExperimentConfig", "t": "TrainerConfig", "task_cfg": "TaskConfig",
-                     "model_config": "PreTrainedConfig"}
-TYPED_PACKAGES = ["train", "tasks"]
+#: parameter name -> the annotation it carries everywhere in the project: ``cfg`` is the whole typed experiment,
+#: never a part of it; a part is named for what it is; ``composed`` is Hydra's untyped composition, which only
+#: the code before :func:`experiments.config.validate.to_typed` and the run's record (config.yaml, the resume
+#: check) read; ``model_config`` is a checkpoint's transformers config
+CONFIG_PARAMETERS = {"cfg": "ExperimentConfig", "composed": "DictConfig", "t": "TrainerConfig",
+                     "task_cfg": "TaskConfig", "data_cfg": "DatasetConfig", "tok_cfg": "TokenizerConfig",
+                     "model_cfg": "ModelConfig", "collator_cfg": "CollatorConfig", "peft_cfg": "PeftConfig",
+                     "logger_cfg": "LoggerConfig", "model_config": "PreTrainedConfig"}
+SOURCES = [SRC, SRC.parent / "hydra_plugins"]
+
+
+def _is_config_name(name: str) -> bool:
+    return name in ("cfg", "config") or name.endswith(("_cfg", "_config"))
 
 
 def test_config_parameters_are_annotated_with_the_type_their_name_says():
+    """Every parameter that holds a config says which one: the names above carry their type, and any other
+    ``*cfg`` / ``*config`` parameter carries an annotation."""
     wrong = []
-    for package in TYPED_PACKAGES:
-        for path in (SRC / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    for arg in node.args.args + node.args.kwonlyargs:
-                        expected = CONFIG_PARAMETERS.get(arg.arg)
-                        found = ast.unparse(arg.annotation) if arg.annotation is not None else None
-                        if expected and found != expected:
-                            wrong.append(f"{_module_name(path)}.{node.name}({arg.arg}: {found})")
+    for path in (p for root in SOURCES for p in root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
+                    expected = CONFIG_PARAMETERS.get(arg.arg)
+                    found = ast.unparse(arg.annotation) if arg.annotation is not None else None
+                    if (expected and found != expected) or (_is_config_name(arg.arg) and found is None):
+                        wrong.append(f"{path.relative_to(SRC.parent)}:{node.lineno} {node.name}({arg.arg}: {found})")
     assert wrong == []

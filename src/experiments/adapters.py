@@ -39,18 +39,18 @@ TASK_TYPES = {
 }
 
 
-def wrap(model, cfg: PeftConfig, auto_class: str, new_weights: Sequence[str] = ()):
+def wrap(model, peft_cfg: PeftConfig, auto_class: str, new_weights: Sequence[str] = ()):
     """The model with LoRA adapters (``peft.name=lora``), or unchanged (``none``). A head the checkpoint
     lacked (``new_weights``) trains in full: random weights behind frozen ones would learn nothing."""
-    if cfg.name == "none":
+    if peft_cfg.name == "none":
         return model
     from peft import LoraConfig, get_peft_model
 
-    target = cfg.target_modules
+    target = peft_cfg.target_modules
     if target is not None and not isinstance(target, str):
         target = list(target)
-    to_save = list(cfg.modules_to_save) if cfg.modules_to_save is not None else head_modules(new_weights)
-    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=target,
+    to_save = list(peft_cfg.modules_to_save) if peft_cfg.modules_to_save is not None else head_modules(new_weights)
+    lora = LoraConfig(r=peft_cfg.r, lora_alpha=peft_cfg.alpha, lora_dropout=peft_cfg.dropout, target_modules=target,
                       modules_to_save=to_save or None, task_type=TASK_TYPES.get(auto_class))
     try:
         wrapped = get_peft_model(model, lora)
@@ -59,7 +59,7 @@ def wrap(model, cfg: PeftConfig, auto_class: str, new_weights: Sequence[str] = (
                               f"{str(exc).splitlines()[0][:200]} (set peft.target_modules, e.g. "
                               f"'[q_proj,v_proj]' or all-linear)") from None
     counts = parameter_counts(wrapped)
-    log.info("LoRA r=%d on %s: %s of %s parameters train (%.2f%%)", cfg.r, sorted(wrapped.peft_config["default"]
+    log.info("LoRA r=%d on %s: %s of %s parameters train (%.2f%%)", peft_cfg.r, sorted(wrapped.peft_config["default"]
              .target_modules), f"{counts['trainable_params']:,}", f"{counts['total_params']:,}",
              100 * counts["trainable_params"] / max(1, counts["total_params"]))
     return wrapped
@@ -85,16 +85,16 @@ def is_adapter(model) -> bool:
     return isinstance(model, PeftModel)
 
 
-def save(model, tokenizer, directory: Path, cfg: PeftConfig, base: ModelConfig) -> None:
+def save(model, tokenizer, directory: Path, peft_cfg: PeftConfig, base: ModelConfig) -> None:
     """safetensors weights + config + tokenizer; for an adapter model see the module docstring."""
     if not is_adapter(model):
         save_pretrained(model, tokenizer, directory)
         return
-    adapter_dir = directory / ADAPTER_DIR if cfg.merge else directory
+    adapter_dir = directory / ADAPTER_DIR if peft_cfg.merge else directory
     save_pretrained(model, tokenizer, adapter_dir)
     model.get_base_model().config.save_pretrained(str(adapter_dir))  # the task model's labels and head
     (adapter_dir / BASE_MODEL_FILE).write_text(json.dumps(_base_record(base), indent=2) + "\n", encoding="utf-8")
-    if cfg.merge:
+    if peft_cfg.merge:
         # merge_and_unload changes the model it is given: merge a copy, so training goes on unchanged.
         merged = copy.deepcopy(model).merge_and_unload()
         save_pretrained(merged, tokenizer, directory)

@@ -104,9 +104,9 @@ def _holds_files(sweep_dir: Path) -> bool:
     return sweep_dir.is_dir() and any(not is_lock_file(p.name) for p in sweep_dir.iterdir())
 
 
-def finish_sweep(config, print_table: bool = True, report: bool = True) -> Dict[str, Any]:
+def finish_sweep(composed: DictConfig, print_table: bool = True, report: bool = True) -> Dict[str, Any]:
     """End of a sweep: summary files, the HTML report, the table on stdout."""
-    summary = summarize(config)
+    summary = summarize(composed)
     if report and summary["jobs"]:
         try:
             summary["report"] = str(write_report(Path(summary["sweep_dir"]), summary))

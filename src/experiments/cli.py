@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from experiments import interrupts, locks
 from experiments.config import schema
@@ -19,6 +19,9 @@ from experiments.sweep.preflight import check_sweep_or_exit
 from experiments.train import train
 from experiments.train.checkpoints import has_checkpoint, resume_in_place
 from experiments.train.nodes import config_dir
+
+if TYPE_CHECKING:  # annotations only
+    from omegaconf import DictConfig
 
 log = logging.getLogger("experiments")
 
@@ -99,7 +102,7 @@ def _hydra_writes_in_one_line() -> None:
         hydra_utils._save_config.guarded = True
 
 
-def run_job(cfg) -> Optional[float]:
+def run_job(composed: DictConfig) -> Optional[float]:
     """One Hydra job: returns the objective (for sweepers) when the config names one."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -112,15 +115,15 @@ def run_job(cfg) -> Optional[float]:
     resumed = None  # what a resume in place found, put back if it stops before saving anything
     try:
         if multirun:  # W&B group/name/tags of a sweep job (docs/sweeps.md)
-            apply_sweep_context(cfg, hydra_cfg)
-        typed = to_typed(cfg)
+            apply_sweep_context(composed, hydra_cfg)
+        typed = to_typed(composed)
         node = typed.trainer.machine_rank if typed.mode == "train" else 0  # > 0: node 0 records the run
         if multirun and not node:  # a sweep job's run dir is its own (a single run locks in plan_single_run)
             job = f"{Path(str(hydra_cfg.sweep.dir)).resolve()}#{hydra_cfg.job.num}"  # a retry may take over its lock
             locks.hold(run_dir, "hydra.run.dir", job=job)
         if not multirun and not node and typed.mode == "train" and resume_in_place(typed.trainer.resume):
-            resumed = record_resume(run_dir, cfg)  # the preflight checked it is the same experiment: log what changed
-        start_run(cfg, config_dir(run_dir, node))
+            resumed = record_resume(run_dir, composed)  # the preflight checked it is the same experiment: log what changed
+        start_run(composed, config_dir(run_dir, node))
         if typed.mode == "train":
             metrics = train(typed, run_dir)
             if node:
@@ -129,7 +132,7 @@ def run_job(cfg) -> Optional[float]:
             from experiments.infer import infer
 
             metrics = infer(typed, run_dir)
-        return finish_run(typed, run_dir, metrics)
+        return finish_run(run_dir, metrics, typed.objective)
     except Exception as caught:  # a user error, a failed write, out of memory: one line; else a bug (re-raised)
         exc = as_user_error(caught)
         if resumed is not None:

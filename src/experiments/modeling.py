@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
 from experiments import hardware
-from experiments.config.schema import ModelConfig, TokenizerConfig
+from experiments.config.schema import ExperimentConfig, ModelConfig, TokenizerConfig
 from experiments.errors import ExperimentError
 from experiments.resolve import Resolved, resolve_model
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +66,10 @@ def token_limit(tokenizer, model_dir: Path) -> Optional[int]:
     return min(limits) if limits else None
 
 
-def config_positions(config) -> Optional[int]:
+def config_positions(model_config: PreTrainedConfig) -> Optional[int]:
     """The positions a loaded model config has (its ``max_position_embeddings`` or the like), None if it names none."""
-    config = getattr(config, "text_config", None) or config
-    values = [getattr(config, key, None) for key in _POSITION_KEYS]
+    model_config = getattr(model_config, "text_config", None) or model_config
+    values = [getattr(model_config, key, None) for key in _POSITION_KEYS]
     return next((v for v in values if isinstance(v, int) and v > 0), None)
 
 
@@ -98,7 +101,7 @@ def load_config(model_dir: Path, model_cfg: ModelConfig):
             from None
 
 
-def training_attention(cfg) -> str:
+def training_attention(cfg: ExperimentConfig) -> str:
     """The attention implementation a fine-tune loads its model with (``model.attn_implementation``)."""
     half = hardware.mixed_precision(cfg.trainer.mixed_precision) in hardware.HALF_PRECISIONS
     return hardware.attn_implementation(cfg.model.attn_implementation, hardware.training_device_type(), half=half,

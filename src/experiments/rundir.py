@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from omegaconf import OmegaConf
 
@@ -31,6 +31,9 @@ from experiments.train.checkpoints import (
     resume_requested,
 )
 from experiments.train.nodes import node_dir
+
+if TYPE_CHECKING:  # annotations only
+    from omegaconf import DictConfig
 
 RESUME_LOG = "resume_log.jsonl"
 _STALE_TMP = re.compile(r"\..+\.\d+\.tmp")  # files.atomic_write's temporary name
@@ -70,7 +73,7 @@ def plan_single_run(overrides: List[str]) -> List[str]:
     lock_run_dir(run_dir)
     resume = typed.mode == "train" and resume_requested(typed.trainer.resume)
     if resume and resume_in_place(typed.trainer.resume):
-        check_resumable(run_dir, cfg, training_backend(typed))
+        check_resumable(run_dir, cfg, training_backend(typed.tuning.name, typed.trainer.backend))
         remove_stale_temporaries(run_dir)
         subdir = f".hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         os.environ[RESUME_SUBDIR_ENV] = str(run_dir.resolve() / subdir)
@@ -118,7 +121,7 @@ def check_fresh(run_dir: Path, resume: bool) -> None:
                               f"empty directory{hint}")
 
 
-def check_resumable(run_dir: Path, cfg, backend: str) -> None:
+def check_resumable(run_dir: Path, composed: DictConfig, backend: str) -> None:
     """``trainer.resume=true``: the dir holds a run of the same experiment with a complete checkpoint (or one
     stopped before its first checkpoint, with no result: it starts again from step 0)."""
     held = {p.name for p in run_dir.iterdir() if not locks.is_lock_file(p.name) and not _STALE_TMP.fullmatch(p.name)
@@ -130,7 +133,7 @@ def check_resumable(run_dir: Path, cfg, backend: str) -> None:
     if not (run_dir / CONFIG_FILE).is_file():
         raise ExperimentError(f"trainer.resume=true but {run_dir} holds no run (no {CONFIG_FILE}); rerun in the "
                               f"run's directory (hydra.run.dir=<run dir>) or pass a checkpoint path")
-    compare_for_resume(run_dir, cfg)
+    compare_for_resume(run_dir, composed)
     if not has_checkpoint(run_dir, backend) and not nothing_to_continue(run_dir):
         raise ExperimentError(f"trainer.resume=true but {run_dir}/checkpoints holds no complete checkpoint; "
                               f"rerun in the same directory (hydra.run.dir=<run dir>) or pass a checkpoint path")
@@ -162,10 +165,10 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def resume_changes(run_dir: Path, cfg) -> Tuple[Dict[str, list], Dict[str, list]]:
-    """(allowed, refused) differences between the saved config of ``run_dir`` and ``cfg``."""
+def resume_changes(run_dir: Path, composed: DictConfig) -> Tuple[Dict[str, list], Dict[str, list]]:
+    """(allowed, refused) differences between the saved config of ``run_dir`` and ``composed``."""
     saved = flat_keys(OmegaConf.to_container(read_config(run_dir / CONFIG_FILE), resolve=False))
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = OmegaConf.to_container(composed, resolve=True)
     container.pop("hydra", None)
     new = flat_keys(container)
     allowed, refused = {}, {}
@@ -181,11 +184,11 @@ def resume_changes(run_dir: Path, cfg) -> Tuple[Dict[str, list], Dict[str, list]
     return allowed, refused
 
 
-def compare_for_resume(run_dir: Path, cfg) -> None:
+def compare_for_resume(run_dir: Path, composed: DictConfig) -> None:
     """Refuse to resume a run whose experiment the new config changes (anything but RESUME_FREE/LONGER)."""
     from omegaconf import open_dict
 
-    probe = cfg.copy()
+    probe = composed.copy()
     with open_dict(probe):
         probe.paths.output_dir = str(run_dir)
     _, refused = resume_changes(run_dir, probe)
@@ -210,13 +213,13 @@ def _checkpoint_names(run_dir: Path) -> Tuple[str, ...]:
     return tuple(sorted(p.name for p in root.iterdir())) if root.is_dir() else ()
 
 
-def record_resume(run_dir: Path, cfg) -> ResumeStart:
+def record_resume(run_dir: Path, composed: DictConfig) -> ResumeStart:
     """On resume: the allowed changes go to config.yaml (what the run now is; written by ``runs.start_run``) and
     resume_log.jsonl (history). Returns what :func:`undo_resume` needs to put the record back."""
     log = run_dir / RESUME_LOG
     start = ResumeStart((run_dir / CONFIG_FILE).read_bytes(), log.stat().st_size if log.is_file() else None,
                         _checkpoint_names(run_dir))
-    allowed, _ = resume_changes(run_dir, cfg)
+    allowed, _ = resume_changes(run_dir, composed)
     entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": allowed}
     with log.open("a") as handle:
         handle.write(json.dumps(entry) + "\n")

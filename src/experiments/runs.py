@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 
 
-def start_run(cfg: DictConfig, run_dir: Path) -> None:
+def start_run(composed: DictConfig, run_dir: Path) -> None:
     """Write the resolved config (secrets masked, atomically) before any work starts."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = scrub(OmegaConf.to_container(cfg, resolve=True))
+    resolved = scrub(OmegaConf.to_container(composed, resolve=True))
     atomic_write(run_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(resolved)))
 
 
@@ -182,8 +182,9 @@ def metric_values(metrics: Dict[str, Any], names: List[str]) -> Dict[str, Option
     return values
 
 
-def finish_run(cfg, run_dir: Path, metrics: Dict[str, Any]) -> Optional[float]:
+def finish_run(run_dir: Path, metrics: Dict[str, Any], objective: Optional[str]) -> Optional[float]:
+    """Log the run's final metrics; return the value of ``objective`` (the config's, for a sweeper)."""
     final = metrics.get("final", {})
     shown = ", ".join(f"{k}={v:.4f}" for k, v in final.items() if isinstance(v, float))
     log.info("done: %s (%s)", run_dir, shown)
-    return objective_value(metrics, cfg.objective)
+    return objective_value(metrics, objective)

@@ -18,9 +18,9 @@ from experiments.secrets import scrub  # noqa: F401  (re-exported: trackers get 
 log = logging.getLogger(__name__)
 
 
-def flatten(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     out: Dict[str, Any] = {}
-    for key, value in config.items():
+    for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(flatten(value, f"{name}."))
@@ -51,7 +51,7 @@ _KEY_SHAPE = ("a W&B API key is 40 or more letters, digits or underscores (on-pr
 _OFFLINE_HINT = "or use logger.wandb_mode=offline and upload later with `wandb sync <run dir>/wandb/offline-run-*`"
 
 
-def check_wandb(cfg: LoggerConfig) -> Optional[str]:
+def check_wandb(logger_cfg: LoggerConfig) -> Optional[str]:
     """The W&B mode this run will really use, decided before any training step (None: W&B is not a tracker).
 
     Why: ``wandb.init`` with a malformed key, or with no reachable server, fails only after ~90 s and with a
@@ -59,12 +59,12 @@ def check_wandb(cfg: LoggerConfig) -> Optional[str]:
     ``auto`` falls back to offline with one warning and records that in ``WANDB_MODE``, so later calls (and
     worker processes started after this one) agree without probing again. The key itself is never printed.
     """
-    if "wandb" not in cfg.trackers:
+    if "wandb" not in logger_cfg.trackers:
         return None
-    mode = wandb_mode(cfg.wandb_mode)
+    mode = wandb_mode(logger_cfg.wandb_mode)
     if mode != "online":
         return mode
-    asked = ("logger.wandb_mode=online" if cfg.wandb_mode == "online"
+    asked = ("logger.wandb_mode=online" if logger_cfg.wandb_mode == "online"
              else "WANDB_MODE=online" if os.environ.get("WANDB_MODE") == "online" else None)
     url = os.environ.get("WANDB_BASE_URL") or WANDB_DEFAULT_URL
     _check_api_key(url)
@@ -160,7 +160,7 @@ def _tcp_connect(host: str, port: int, timeout: float) -> Optional[str]:
     return outcome[0] if outcome else f"no answer within {timeout:g} s"
 
 
-def build_trackers(cfg: LoggerConfig, run_dir: Path, run_name: str, tags: List[str],
+def build_trackers(logger_cfg: LoggerConfig, run_dir: Path, run_name: str, tags: List[str],
                    resume_step: Optional[int] = None) -> list:
     """Tracker objects for ``Accelerator(log_with=…)`` (or direct use by the HF Trainer backend).
 
@@ -175,7 +175,7 @@ def build_trackers(cfg: LoggerConfig, run_dir: Path, run_name: str, tags: List[s
     )
 
     trackers = []
-    for name in cfg.trackers:
+    for name in logger_cfg.trackers:
         if name == "csv":
             if resume_step is not None:
                 trim_csv_log(run_dir / CSV_LOG, resume_step)
@@ -188,12 +188,12 @@ def build_trackers(cfg: LoggerConfig, run_dir: Path, run_name: str, tags: List[s
         elif name == "wandb":
             from accelerate.tracking import WandBTracker
 
-            mode = check_wandb(cfg)  # a no-op re-check when train start-up already called it
+            mode = check_wandb(logger_cfg)  # a no-op re-check when train start-up already called it
             (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
-            init = dict(name=run_name, dir=str(run_dir), mode=mode, group=cfg.group, job_type=cfg.job_type,
-                        tags=sorted(set(cfg.tags) | set(tags)) or None, entity=cfg.entity, reinit="finish_previous",
+            init = dict(name=run_name, dir=str(run_dir), mode=mode, group=logger_cfg.group, job_type=logger_cfg.job_type,
+                        tags=sorted(set(logger_cfg.tags) | set(tags)) or None, entity=logger_cfg.entity, reinit="finish_previous",
                         id=wandb_run_id(run_dir), resume="allow")
-            trackers.append(WandBTracker(cfg.project, **{k: v for k, v in init.items() if v is not None}))
+            trackers.append(WandBTracker(logger_cfg.project, **{k: v for k, v in init.items() if v is not None}))
     return trackers
 
 
@@ -232,9 +232,9 @@ def _start_error(name: str, exc: Exception) -> Exception:
 class Tracking:
     """Start, log to and always finish a list of trackers (used where there is no Accelerator to do it)."""
 
-    def __init__(self, trackers: list, config: Dict[str, Any]):
+    def __init__(self, trackers: list, run_config: Dict[str, Any]):
         self.trackers = trackers
-        flat = {k: ("null" if v is None else v) for k, v in flatten(config).items()}
+        flat = {k: ("null" if v is None else v) for k, v in flatten(run_config).items()}
         for index, tracker in enumerate(trackers):
             try:
                 tracker.start()
@@ -242,8 +242,8 @@ class Tracking:
                 self.trackers = trackers[:index]
                 self.finish()
                 raise _start_error(tracker.name, exc) from None
-            # TensorBoard's hparams take flat scalars only; W&B keeps the nested config.
-            tracker.store_init_configuration(flat if tracker.name == "tensorboard" else config)
+            # TensorBoard's hparams take flat scalars only; W&B keeps the nested run_config.
+            tracker.store_init_configuration(flat if tracker.name == "tensorboard" else run_config)
 
     def log(self, values: Dict[str, float], step: Optional[int] = None) -> None:
         for tracker in self.trackers:
@@ -270,13 +270,13 @@ class Tracking:
                 log.warning("tracker %s did not finish cleanly: %s", tracker.name, exc)
 
 
-def add_to_wandb_summary(run_dir: Path, cfg: LoggerConfig, values: Dict[str, Any]) -> None:
+def add_to_wandb_summary(run_dir: Path, logger_cfg: LoggerConfig, values: Dict[str, Any]) -> None:
     """Add ``values`` to the summary of the run's W&B run (its kept id, resumed in the mode the run would use):
     for what is known only after the run, such as a sweep's verdict against its best configuration."""
     import wandb
 
-    mode = check_wandb(cfg)
-    init = dict(project=cfg.project, entity=cfg.entity, id=wandb_run_id(run_dir), resume="allow", dir=str(run_dir),
+    mode = check_wandb(logger_cfg)
+    init = dict(project=logger_cfg.project, entity=logger_cfg.entity, id=wandb_run_id(run_dir), resume="allow", dir=str(run_dir),
                 mode=mode, reinit="finish_previous", settings=wandb.Settings(silent=True))
     run = wandb.init(**{k: v for k, v in init.items() if v is not None})
     try:

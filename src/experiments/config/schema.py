@@ -49,18 +49,10 @@ INT64 = 2 ** 63
 SEEDS = 2 ** 32  # numpy (and so transformers' and accelerate's set_seed) takes seeds 0 .. 2**32 - 1
 
 
-def training_backend(cfg) -> str:
+def training_backend(tuning_name: str, backend: str) -> str:
     """The backend a training run writes its checkpoints with: ``trainer.backend``, except that TRL's trainers
-    (``tuning`` other than ``sft``) always run on the HF Trainer spine. Takes the typed or the untyped config."""
-    def setting(dotted: str, default: str) -> str:
-        node = cfg
-        for part in dotted.split("."):
-            node = getattr(node, part, None)  # (omegaconf's missing-key error is an AttributeError)
-            if node is None:
-                return default
-        return str(node)
-
-    return "hf_trainer" if setting("tuning.name", "sft") != "sft" else setting("trainer.backend", "accelerate")
+    (``tuning`` other than ``sft``) always run on the HF Trainer spine."""
+    return "hf_trainer" if tuning_name != "sft" else backend
 
 
 def _seed(key: str, value: int) -> None:

@@ -14,13 +14,13 @@ from experiments.config import schema
 from experiments.errors import ExperimentError
 
 
-def to_typed(cfg: DictConfig) -> schema.ExperimentConfig:
+def to_typed(composed: DictConfig) -> schema.ExperimentConfig:
     """Instantiate the schema dataclasses (runs every ``__post_init__`` check), after refusing keys the
     schema does not know (``+trainer.typo=1`` is added past Hydra's struct check) and secrets."""
-    check_known_keys(cfg)
-    check_no_secrets(cfg)
+    check_known_keys(composed)
+    check_no_secrets(composed)
     try:
-        return OmegaConf.to_object(cfg)
+        return OmegaConf.to_object(composed)
     except schema.ConfigValueError as exc:
         raise ExperimentError(f"invalid config: {exc}") from None
     except Exception as exc:  # OmegaConf validation / interpolation errors
@@ -38,18 +38,18 @@ def _unknown_keys(node: Any, cls: type, prefix: str = "") -> Iterable[tuple]:
             yield from _unknown_keys(value, hints[key], f"{prefix}{key}.")
 
 
-def check_known_keys(cfg: DictConfig) -> None:
-    container = OmegaConf.to_container(cfg, resolve=False)
+def check_known_keys(composed: DictConfig) -> None:
+    container = OmegaConf.to_container(composed, resolve=False)
     container.pop("hydra", None)
     for key, allowed in _unknown_keys(container, schema.ExperimentConfig):
         parent = key.rsplit(".", 1)[0] if "." in key else "config"
         raise ExperimentError(f"unknown config key '{key}' (allowed keys in '{parent}': {', '.join(allowed)})")
 
 
-def check_no_secrets(cfg: DictConfig) -> None:
+def check_no_secrets(composed: DictConfig) -> None:
     """A secret in any config value or under a secret-named key stops the run before anything is written."""
     try:
-        container = OmegaConf.to_container(cfg, resolve=True)
+        container = OmegaConf.to_container(composed, resolve=True)
     except Exception:  # interpolation errors are reported by to_typed with their key
         return
     container.pop("hydra", None)
@@ -149,11 +149,11 @@ def compose(overrides: Iterable[str], output_dir: str = "<preflight>") -> DictCo
     return cfg
 
 
-def _set_output_dir(cfg: DictConfig, output_dir: str) -> None:
+def _set_output_dir(composed: DictConfig, output_dir: str) -> None:
     """``paths.output_dir`` is ``${hydra:runtime.output_dir}``, which resolves only inside a Hydra run."""
-    OmegaConf.set_struct(cfg, False)
-    cfg.paths.output_dir = output_dir
-    OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_struct(composed, False)
+    composed.paths.output_dir = output_dir
+    OmegaConf.set_struct(composed, True)
 
 
 def compose_full(overrides: Iterable[str], with_hydra: bool = True) -> DictConfig:

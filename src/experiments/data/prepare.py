@@ -47,14 +47,14 @@ def _check_ids(ids: List[int], names: List[str], where: str, classes: str) -> No
         raise DataError(f"{where}, row {row}: label {ids[row]} is outside {classes}")
 
 
-def _encode_labels(split, cfg: DatasetConfig, label_names: Optional[List[str]], split_name: str,
+def _encode_labels(split, data_cfg: DatasetConfig, label_names: Optional[List[str]], split_name: str,
                    source: str = "dataset.label_names"):
     """Labels -> class ids (a ClassLabel column) checked row by row, so a bad label stops the run before
     training with the split, row and value: ``label_names`` (given, or the train split's) decide the
     classes; string labels map by name; integer labels must be ids 0..N-1."""
     from datasets import ClassLabel
 
-    column = cfg.label_column
+    column = data_cfg.label_column
     values = split[column]
     where = f"split '{split_name}', column '{column}'"
     if isinstance(split.features[column], ClassLabel):
@@ -64,7 +64,7 @@ def _encode_labels(split, cfg: DatasetConfig, label_names: Optional[List[str]], 
     row = _first_bad(values, _empty)
     if row is not None:
         raise DataError(f"{where}, row {row}: empty label; fill it in or drop the row")
-    if cfg.problem_type == "regression":
+    if data_cfg.problem_type == "regression":
         return _regression_labels(split, column, values, where), None
     if values and all(isinstance(v, bool) for v in values):
         split, values = _bool_labels(split, column)
@@ -138,11 +138,11 @@ def _names_from_ids(ids: List[int], where: str) -> List[str]:
     return [str(v) for v in present]
 
 
-def _check_columns(split, cfg: DatasetConfig, name: str) -> None:
-    needed = [c for c in (cfg.text_column, cfg.text_pair_column, cfg.label_column) if c]
+def _check_columns(split, data_cfg: DatasetConfig, name: str) -> None:
+    needed = [c for c in (data_cfg.text_column, data_cfg.text_pair_column, data_cfg.label_column) if c]
     if len(set(needed)) < len(needed):
-        raise DataError(f"dataset.text_column={cfg.text_column}, text_pair_column={cfg.text_pair_column} and "
-                        f"label_column={cfg.label_column} name one column twice: the label cannot be the text")
+        raise DataError(f"dataset.text_column={data_cfg.text_column}, text_pair_column={data_cfg.text_pair_column} and "
+                        f"label_column={data_cfg.label_column} name one column twice: the label cannot be the text")
     missing = [c for c in needed if c not in split.column_names]
     if missing:
         raise DataError(f"split '{name}' has no column(s) {missing} (columns: {', '.join(split.column_names)}); "
@@ -152,12 +152,12 @@ def _check_columns(split, cfg: DatasetConfig, name: str) -> None:
 _TEXT_TYPES = ("string", "large_string")
 
 
-def _check_texts(split, cfg: DatasetConfig, name: str):
+def _check_texts(split, data_cfg: DatasetConfig, name: str):
     """Every row has a text (and pair text): null, missing, list or mapping text stops with the split, row and
     column; numbers where text is expected (ids, years, a JSON column of mixed types) are read as their text."""
     from datasets import Value
 
-    for column in (c for c in (cfg.text_column, cfg.text_pair_column) if c):
+    for column in (c for c in (data_cfg.text_column, data_cfg.text_pair_column) if c):
         where = f"split '{name}', column '{column}'"
         values = split[column]
         row = _first_bad(values, _empty_text)
@@ -192,111 +192,111 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_hold_out(train, cfg: DatasetConfig) -> None:
+def _check_hold_out(train, data_cfg: DatasetConfig) -> None:
     """Eval carved out of train leaves rows on both sides (datasets would stop with a traceback)."""
     import math
 
-    held = math.ceil(len(train) * cfg.validation_fraction)
+    held = math.ceil(len(train) * data_cfg.validation_fraction)
     if held < 1 or len(train) - held < 1:
-        raise DataError(f"split '{cfg.train_split}' has {len(train)} row(s): too few to hold out "
-                        f"dataset.validation_fraction={cfg.validation_fraction} of them for eval; add rows, or give "
-                        f"an eval file (dataset.data_files.{cfg.eval_split or 'validation'}=...)")
+        raise DataError(f"split '{data_cfg.train_split}' has {len(train)} row(s): too few to hold out "
+                        f"dataset.validation_fraction={data_cfg.validation_fraction} of them for eval; add rows, or give "
+                        f"an eval file (dataset.data_files.{data_cfg.eval_split or 'validation'}=...)")
 
 
-def _hold_out(train, cfg: DatasetConfig, names: Optional[List[str]]):
+def _hold_out(train, data_cfg: DatasetConfig, names: Optional[List[str]]):
     """Carve eval from train: stratified by label when every class has rows to spare, else at random (said)."""
     from collections import Counter
 
-    _check_hold_out(train, cfg)
+    _check_hold_out(train, data_cfg)
     stratify = None
     if names is not None:
-        counts = Counter(train[cfg.label_column])
-        eval_rows = int(len(train) * cfg.validation_fraction)
+        counts = Counter(train[data_cfg.label_column])
+        eval_rows = int(len(train) * data_cfg.validation_fraction)
         if min(counts.values()) >= 2 and eval_rows >= len(counts) and len(train) - eval_rows >= len(counts):
-            stratify = cfg.label_column
+            stratify = data_cfg.label_column
         else:
             log.warning("%s: holding out %.0f%% of train at random (too few rows per class to stratify)",
-                        cfg.name, 100 * cfg.validation_fraction)
-    parts = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.split_seed,
+                        data_cfg.name, 100 * data_cfg.validation_fraction)
+    parts = train.train_test_split(test_size=data_cfg.validation_fraction, seed=data_cfg.split_seed,
                                    stratify_by_column=stratify)
     return parts["train"], parts["test"]
 
 
-def _hold_out_groups(train, cfg: DatasetConfig):
+def _hold_out_groups(train, data_cfg: DatasetConfig):
     """Carve eval from train by whole groups of ``dataset.split_by`` (e.g. articles): no group in both."""
     import random
 
-    groups = sorted(set(train[cfg.split_by]), key=str)
+    groups = sorted(set(train[data_cfg.split_by]), key=str)
     if len(groups) < 2:
-        raise DataError(f"dataset.split_by={cfg.split_by}: the train split has {len(groups)} group(s); "
+        raise DataError(f"dataset.split_by={data_cfg.split_by}: the train split has {len(groups)} group(s); "
                         f"need at least 2 to hold some out")
-    random.Random(cfg.split_seed).shuffle(groups)
-    held = set(groups[: max(1, round(len(groups) * cfg.validation_fraction))])
-    column = train[cfg.split_by]
+    random.Random(data_cfg.split_seed).shuffle(groups)
+    held = set(groups[: max(1, round(len(groups) * data_cfg.validation_fraction))])
+    column = train[data_cfg.split_by]
     eval_rows = [i for i, g in enumerate(column) if g in held]
     train_rows = [i for i, g in enumerate(column) if g not in held]
-    log.info("%s: held out %d of %d %s groups (%d rows) for eval", cfg.name, len(held), len(groups), cfg.split_by,
+    log.info("%s: held out %d of %d %s groups (%d rows) for eval", data_cfg.name, len(held), len(groups), data_cfg.split_by,
              len(eval_rows))
     return train.select(train_rows), train.select(eval_rows)
 
 
-def select_text_splits(raw, cfg: DatasetConfig, columns: List[str]):
+def select_text_splits(raw, data_cfg: DatasetConfig, columns: List[str]):
     """(train, eval) raw splits for tasks without class labels: the configured splits, or eval carved out of
     train (by ``dataset.split_by`` groups when set, else at random); then ``max_*_samples``."""
-    if cfg.train_split not in raw:
-        raise DataError(f"dataset '{cfg.name}' has no split '{cfg.train_split}' (splits: {', '.join(raw)})")
-    train = raw[cfg.train_split]
-    needed = [c for c in columns + ([cfg.split_by] if cfg.split_by else []) if c]
-    for name, split in ((cfg.train_split, train), (cfg.eval_split, raw.get(cfg.eval_split) if cfg.eval_split else None)):
+    if data_cfg.train_split not in raw:
+        raise DataError(f"dataset '{data_cfg.name}' has no split '{data_cfg.train_split}' (splits: {', '.join(raw)})")
+    train = raw[data_cfg.train_split]
+    needed = [c for c in columns + ([data_cfg.split_by] if data_cfg.split_by else []) if c]
+    for name, split in ((data_cfg.train_split, train), (data_cfg.eval_split, raw.get(data_cfg.eval_split) if data_cfg.eval_split else None)):
         missing = [c for c in needed if split is not None and c not in split.column_names]
         if missing:
             raise DataError(f"split '{name}' has no column(s) {missing} (columns: {', '.join(split.column_names)}); "
                             f"set dataset.text_column / dataset.label_column")
-    if cfg.eval_split and cfg.eval_split in raw and cfg.eval_split != cfg.train_split:
-        evaluation = raw[cfg.eval_split]
-    elif cfg.eval_split and cfg.eval_split not in ("validation",) and cfg.eval_split not in raw:
-        raise DataError(f"dataset '{cfg.name}' has no split '{cfg.eval_split}' (splits: {', '.join(raw)})")
-    elif cfg.split_by:
-        train, evaluation = _hold_out_groups(train, cfg)
+    if data_cfg.eval_split and data_cfg.eval_split in raw and data_cfg.eval_split != data_cfg.train_split:
+        evaluation = raw[data_cfg.eval_split]
+    elif data_cfg.eval_split and data_cfg.eval_split not in ("validation",) and data_cfg.eval_split not in raw:
+        raise DataError(f"dataset '{data_cfg.name}' has no split '{data_cfg.eval_split}' (splits: {', '.join(raw)})")
+    elif data_cfg.split_by:
+        train, evaluation = _hold_out_groups(train, data_cfg)
     else:
-        _check_hold_out(train, cfg)
-        parts = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.split_seed)
+        _check_hold_out(train, data_cfg)
+        parts = train.train_test_split(test_size=data_cfg.validation_fraction, seed=data_cfg.split_seed)
         train, evaluation = parts["train"], parts["test"]
-    if cfg.max_train_samples:
-        train = train.shuffle(seed=cfg.split_seed).select(range(min(cfg.max_train_samples, len(train))))
-    if cfg.max_eval_samples:
-        evaluation = evaluation.select(range(min(cfg.max_eval_samples, len(evaluation))))
+    if data_cfg.max_train_samples:
+        train = train.shuffle(seed=data_cfg.split_seed).select(range(min(data_cfg.max_train_samples, len(train))))
+    if data_cfg.max_eval_samples:
+        evaluation = evaluation.select(range(min(data_cfg.max_eval_samples, len(evaluation))))
     return train, evaluation
 
 
-def select_splits(raw, cfg: DatasetConfig):
+def select_splits(raw, data_cfg: DatasetConfig):
     """(train, eval) raw splits: the configured ones, or eval carved out of train (stratified when possible)."""
-    if cfg.train_split not in raw:
-        raise DataError(f"dataset '{cfg.name}' has no split '{cfg.train_split}' (splits: {', '.join(raw)})")
-    train = raw[cfg.train_split]
-    _check_columns(train, cfg, cfg.train_split)
-    train = _check_texts(train, cfg, cfg.train_split)
-    train, names = _encode_labels(train, cfg, cfg.label_names, cfg.train_split)
-    if cfg.eval_split and cfg.eval_split in raw:
-        evaluation = raw[cfg.eval_split]
-        _check_columns(evaluation, cfg, cfg.eval_split)
-        evaluation = _check_texts(evaluation, cfg, cfg.eval_split)
-        evaluation, _ = _encode_labels(evaluation, cfg, names, cfg.eval_split,
-                                       "dataset.label_names" if cfg.label_names else "the train split's labels")
+    if data_cfg.train_split not in raw:
+        raise DataError(f"dataset '{data_cfg.name}' has no split '{data_cfg.train_split}' (splits: {', '.join(raw)})")
+    train = raw[data_cfg.train_split]
+    _check_columns(train, data_cfg, data_cfg.train_split)
+    train = _check_texts(train, data_cfg, data_cfg.train_split)
+    train, names = _encode_labels(train, data_cfg, data_cfg.label_names, data_cfg.train_split)
+    if data_cfg.eval_split and data_cfg.eval_split in raw:
+        evaluation = raw[data_cfg.eval_split]
+        _check_columns(evaluation, data_cfg, data_cfg.eval_split)
+        evaluation = _check_texts(evaluation, data_cfg, data_cfg.eval_split)
+        evaluation, _ = _encode_labels(evaluation, data_cfg, names, data_cfg.eval_split,
+                                       "dataset.label_names" if data_cfg.label_names else "the train split's labels")
     else:
-        if cfg.eval_split and cfg.eval_split not in ("validation",):
-            raise DataError(f"dataset '{cfg.name}' has no split '{cfg.eval_split}' (splits: {', '.join(raw)})")
-        train, evaluation = _hold_out(train, cfg, names)
-    if cfg.max_train_samples:
-        train = train.shuffle(seed=cfg.split_seed).select(range(min(cfg.max_train_samples, len(train))))
-    if cfg.max_eval_samples:
-        evaluation = evaluation.select(range(min(cfg.max_eval_samples, len(evaluation))))
+        if data_cfg.eval_split and data_cfg.eval_split not in ("validation",):
+            raise DataError(f"dataset '{data_cfg.name}' has no split '{data_cfg.eval_split}' (splits: {', '.join(raw)})")
+        train, evaluation = _hold_out(train, data_cfg, names)
+    if data_cfg.max_train_samples:
+        train = train.shuffle(seed=data_cfg.split_seed).select(range(min(data_cfg.max_train_samples, len(train))))
+    if data_cfg.max_eval_samples:
+        evaluation = evaluation.select(range(min(data_cfg.max_eval_samples, len(evaluation))))
     return train, evaluation, names
 
 
-def tokenize(split, tokenizer, cfg: DatasetConfig, tok_cfg: TokenizerConfig, *, desc: str):
+def tokenize(split, tokenizer, data_cfg: DatasetConfig, tok_cfg: TokenizerConfig, *, desc: str):
     """``Dataset.map(batched=True, num_proc=…)``: the datasets cache makes a second identical run free."""
-    text, pair, label = cfg.text_column, cfg.text_pair_column, cfg.label_column
+    text, pair, label = data_cfg.text_column, data_cfg.text_pair_column, data_cfg.label_column
 
     def encode(batch):
         args = (batch[text], batch[pair]) if pair else (batch[text],)
@@ -304,21 +304,21 @@ def tokenize(split, tokenizer, cfg: DatasetConfig, tok_cfg: TokenizerConfig, *, 
         out["labels"] = batch[label]
         return out
 
-    num_proc = cfg.num_proc if cfg.num_proc > 1 and len(split) >= 2 * cfg.num_proc else None
+    num_proc = data_cfg.num_proc if data_cfg.num_proc > 1 and len(split) >= 2 * data_cfg.num_proc else None
     encoded = split.map(encode, batched=True, num_proc=num_proc, remove_columns=split.column_names, desc=desc)
     if not tok_cfg.truncation:
-        _check_lengths(encoded, split, tokenizer, cfg)
+        _check_lengths(encoded, split, tokenizer, data_cfg)
     return encoded
 
 
-def _check_lengths(encoded, split, tokenizer, cfg: DatasetConfig) -> None:
+def _check_lengths(encoded, split, tokenizer, data_cfg: DatasetConfig) -> None:
     """``tokenizer.truncation=false``: a row longer than the model takes stops here, not inside the model."""
     limit = tokenizer.model_max_length
     if not limit or limit >= 10 ** 9:
         return
     row = _first_bad([len(ids) for ids in encoded["input_ids"]], lambda n: n > limit)
     if row is not None:
-        raise DataError(f"column '{cfg.text_column}': the row {_short(split[row][cfg.text_column])} has "
+        raise DataError(f"column '{data_cfg.text_column}': the row {_short(split[row][data_cfg.text_column])} has "
                         f"{len(encoded[row]['input_ids'])} tokens, more than the model takes ({limit}); set "
                         f"tokenizer.truncation=true or shorten it")
 
@@ -332,25 +332,25 @@ def example_ids(split) -> List[str]:
     return [str(number) for number in range(len(split))]
 
 
-def build_classification_data(raw, tokenizer, cfg: DatasetConfig, tok_cfg: TokenizerConfig) -> ClassificationData:
-    train, evaluation, names = select_splits(raw, cfg)
-    is_regression = cfg.problem_type == "regression"
-    train_tok = tokenize(train, tokenizer, cfg, tok_cfg, desc=f"tokenize {cfg.name} train")
-    eval_tok = tokenize(evaluation, tokenizer, cfg, tok_cfg, desc=f"tokenize {cfg.name} eval")
+def build_classification_data(raw, tokenizer, data_cfg: DatasetConfig, tok_cfg: TokenizerConfig) -> ClassificationData:
+    train, evaluation, names = select_splits(raw, data_cfg)
+    is_regression = data_cfg.problem_type == "regression"
+    train_tok = tokenize(train, tokenizer, data_cfg, tok_cfg, desc=f"tokenize {data_cfg.name} train")
+    eval_tok = tokenize(evaluation, tokenizer, data_cfg, tok_cfg, desc=f"tokenize {data_cfg.name} eval")
     num_labels = 1 if is_regression else len(names)
-    log.info("%s: %d train / %d eval rows, %d labels", cfg.name, len(train_tok), len(eval_tok), num_labels)
+    log.info("%s: %d train / %d eval rows, %d labels", data_cfg.name, len(train_tok), len(eval_tok), num_labels)
     return ClassificationData(train_tok, eval_tok, None if is_regression else names, num_labels, is_regression,
                               example_ids(evaluation))
 
 
-def build_collator(tokenizer, cfg: CollatorConfig, tok_cfg: TokenizerConfig):
+def build_collator(tokenizer, collator_cfg: CollatorConfig, tok_cfg: TokenizerConfig):
     """``dynamic``: DataCollatorWithPadding to the batch's longest; ``static``: pad all to max_length."""
     from transformers import DataCollatorWithPadding
 
-    if cfg.name == "static":
+    if collator_cfg.name == "static":
         return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=tok_cfg.max_length,
-                                       pad_to_multiple_of=cfg.pad_to_multiple_of)
-    return DataCollatorWithPadding(tokenizer, padding="longest", pad_to_multiple_of=cfg.pad_to_multiple_of)
+                                       pad_to_multiple_of=collator_cfg.pad_to_multiple_of)
+    return DataCollatorWithPadding(tokenizer, padding="longest", pad_to_multiple_of=collator_cfg.pad_to_multiple_of)
 
 
 class EpochLengthGroupedSampler(LengthGroupedSampler):

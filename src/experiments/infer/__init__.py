@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import TYPE_CHECKING, Any, Callable, Dict, List
 
 from experiments.hardware import check_cpu_counts
 from experiments.infer.batching import plan_batches, run_batches
@@ -32,12 +32,15 @@ from experiments.tasks.base import Context
 from experiments.tasks.generation import FIRST_TOKEN_TIMES
 from experiments.tasks.registry import task_class
 
+if TYPE_CHECKING:  # annotations only
+    from experiments.config.schema import ExperimentConfig
+
 log = logging.getLogger(__name__)
 
 __all__ = ["infer", "load_task", "plan", "runner"]
 
 
-def load_task(cfg, task=None):
+def load_task(cfg: ExperimentConfig, task=None):
     """``cfg.task`` bound to its loaded model and tokenizer: call ``.pipeline(batch)`` / ``.manual(batch)``."""
     import torch
 
@@ -68,7 +71,7 @@ def runner(task, inference) -> Callable[[List[Any]], List[Any]]:
     return task.pipeline if use_pipeline else task.manual
 
 
-def infer(cfg, run_dir: Path) -> Dict[str, Any]:
+def infer(cfg: ExperimentConfig, run_dir: Path) -> Dict[str, Any]:
     """Run ``cfg.task`` over the configured inputs; write predictions.jsonl and metrics.json in ``run_dir``."""
     inference = cfg.inference
     task = task_class(cfg.task.name)(cfg.task)

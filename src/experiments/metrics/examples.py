@@ -17,10 +17,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from experiments.errors import DataError, WriteFailed, reason_of
 from experiments.metrics.significance import STATISTICS
+
+if TYPE_CHECKING:  # annotations only
+    from experiments.config.schema import DatasetConfig
 
 EVAL_PREDICTIONS_FILE = "eval_predictions.jsonl"
 RECORD_KEY = "eval_predictions"  # metrics.json: how the rows' statistics become the metrics
@@ -222,12 +225,12 @@ def recompute(rows: Sequence[Row], metrics: Dict[str, Dict[str, Any]]) -> Dict[s
     return values
 
 
-def eval_set_name(dataset_cfg) -> str:
+def eval_set_name(data_cfg: DatasetConfig) -> str:
     """The eval set a training run scores, from its dataset config: ``<name>:<split>``, or the share of the
     train split held out (with its seed). Which of its rows were scored, the rows' ids say."""
-    name = dataset_cfg.name
-    if dataset_cfg.eval_split:
-        return f"{name}:{dataset_cfg.eval_split}"
-    held = f"by {dataset_cfg.split_by}, " if dataset_cfg.split_by else ""
-    return (f"{name}:{dataset_cfg.train_split} (held out {dataset_cfg.validation_fraction:g}, {held}"
-            f"split_seed {dataset_cfg.split_seed})")
+    name = data_cfg.name
+    if data_cfg.eval_split:
+        return f"{name}:{data_cfg.eval_split}"
+    held = f"by {data_cfg.split_by}, " if data_cfg.split_by else ""
+    return (f"{name}:{data_cfg.train_split} (held out {data_cfg.validation_fraction:g}, {held}"
+            f"split_seed {data_cfg.split_seed})")

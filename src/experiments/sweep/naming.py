@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from experiments.runs import run_name_from_overrides
+
+if TYPE_CHECKING:  # annotations only
+    from omegaconf import DictConfig
 
 # Override prefixes that never describe the experiment itself.
 # Config groups whose choice says nothing about the run (framework plumbing).
@@ -29,7 +32,7 @@ def sweep_id(sweep_dir: str, cwd: Optional[Path] = None) -> str:
     return re.sub(r"[^\w.=+-]", "_", name)[:128]
 
 
-def swept_keys(hydra_cfg) -> List[str]:
+def swept_keys(hydra_cfg: DictConfig) -> List[str]:
     """Keys the sweep varies: the sweeper's ``params`` (a search space, or a grid given in config) and
     the sweep overrides (``a=1,2``) of the command line, read from the sweep's ``multirun.yaml``."""
     from omegaconf import OmegaConf
@@ -61,15 +64,15 @@ def choice_tags(choices: Dict[str, Optional[str]]) -> List[str]:
     return tags
 
 
-def apply_sweep_context(cfg, hydra_cfg) -> None:
+def apply_sweep_context(composed: DictConfig, hydra_cfg: DictConfig) -> None:
     """Inside a multirun job: group = sweep id, run name from the overrides, tags from the chosen
-    group options. Values set explicitly in ``logger.*`` win. Mutates ``cfg`` in place, before the
+    group options. Values set explicitly in ``logger.*`` win. Mutates ``composed`` in place, before the
     config is written to the run dir, so multi-process workers and trackers see the same values."""
-    logger = cfg.logger
+    logger = composed.logger
     if not logger.group:
         logger.group = sweep_id(str(hydra_cfg.sweep.dir))
     if not logger.job_type:
-        logger.job_type = str(cfg.mode)
+        logger.job_type = str(composed.mode)
     if not logger.run_name:
         overrides = [str(o) for o in hydra_cfg.overrides.task]
         swept = swept_keys(hydra_cfg)

@@ -82,9 +82,9 @@ def _refuse_dotted_param(override, value: Any, fixed: List[str]) -> None:
                           "range), or edit hydra.sweeper.params in conf/hparams_search/")
 
 
-def check_search_space(cfg: DictConfig, plain: list) -> None:
+def check_search_space(composed: DictConfig, plain: list) -> None:
     """The plain overrides as one job, then one job per value a trial can draw for each searched key."""
-    space, config_fixed = search_space(cfg, plain)
+    space, config_fixed = search_space(composed, plain)
     base = config_fixed + [o.input_line for o in plain if not o.is_sweep_override()]
     check_overrides(base)
     for key, (where, entry) in space.items():
@@ -129,24 +129,24 @@ def _spec(entry) -> str:
 
 
 # -- the sweep folder -------------------------------------------------------------------------------------
-def _fixed_sweep_dir(cfg: DictConfig) -> str:
+def _fixed_sweep_dir(composed: DictConfig) -> str:
     """``hydra.sweep.dir`` as given, or '' for the default (``multirun/<date>/<time>``, new every time)."""
-    node = OmegaConf.select(cfg, "hydra.sweep", default=None)
+    node = OmegaConf.select(composed, "hydra.sweep", default=None)
     raw = str(OmegaConf.to_container(node, resolve=False).get("dir", "")) if node is not None else ""
     return "" if "${" in raw else raw
 
 
-def lock_sweep_dir(cfg: DictConfig) -> None:
+def lock_sweep_dir(composed: DictConfig) -> None:
     """One sweep at a time in a given ``hydra.sweep.dir``: this process (the sweep's parent) holds its lock
     until it ends (``experiments.locks``); each job locks its own run dir (``callbacks``)."""
-    raw = _fixed_sweep_dir(cfg)
+    raw = _fixed_sweep_dir(composed)
     if raw and (not Path(raw).exists() or Path(raw).is_dir()):
         locks.hold(Path(raw), "hydra.sweep.dir")
 
 
-def check_sweep_dir(cfg: DictConfig) -> None:
+def check_sweep_dir(composed: DictConfig) -> None:
     """Refuse to start a sweep (without resume) in a folder that holds an earlier sweep's jobs or files."""
-    node = OmegaConf.select(cfg, "hydra.sweep", default=None)
+    node = OmegaConf.select(composed, "hydra.sweep", default=None)
     raw = str(OmegaConf.to_container(node, resolve=False).get("dir", "")) if node is not None else ""
     if not raw or "${" in raw:  # the default, multirun/<date>/<time>: a new folder every time
         return
@@ -154,10 +154,10 @@ def check_sweep_dir(cfg: DictConfig) -> None:
     if path.exists() and not path.is_dir():
         raise ExperimentError(f"hydra.sweep.dir={raw} is a file: choose a folder for hydra.sweep.dir")
     found = earlier_sweep(path)
-    if found is None or OmegaConf.select(cfg, "hydra.launcher.resume", default=False):
+    if found is None or OmegaConf.select(composed, "hydra.launcher.resume", default=False):
         return
-    if OmegaConf.select(cfg, "hydra.launcher.resume", default=None) is None:
-        hint = f"choose a new hydra.sweep.dir (hydra/launcher={choice(cfg, 'hydra/launcher')} cannot resume)"
+    if OmegaConf.select(composed, "hydra.launcher.resume", default=None) is None:
+        hint = f"choose a new hydra.sweep.dir (hydra/launcher={choice(composed, 'hydra/launcher')} cannot resume)"
     else:
         hint = "add hydra.launcher.resume=true to continue it, or choose a new hydra.sweep.dir"
     raise ExperimentError(f"hydra.sweep.dir={raw} already holds a sweep ({found}); {hint}")

@@ -79,13 +79,13 @@ class Settings:
         return len(self.objectives) > 1
 
 
-def settings_from(config: DictConfig) -> Settings:
+def settings_from(composed: DictConfig) -> Settings:
     """The search settings of a composed (primary) config."""
-    sweeper = OmegaConf.select(config, "hydra.sweeper", default=None)
+    sweeper = OmegaConf.select(composed, "hydra.sweeper", default=None)
     if sweeper is None:
         raise ExperimentError("hparams_search=optuna: no hydra.sweeper settings")
     node = OmegaConf.to_container(sweeper, resolve=True)
-    objectives = _as_list(node.get("objectives")) or _as_list(OmegaConf.select(config, "objective", default=None))
+    objectives = _as_list(node.get("objectives")) or _as_list(OmegaConf.select(composed, "objective", default=None))
     if not objectives:
         raise ExperimentError("a search needs an objective: set objective=<metric> (e.g. objective=eval_f1) or "
                               "hydra.sweeper.objectives=[<metric>,<metric>]")
@@ -100,7 +100,7 @@ def settings_from(config: DictConfig) -> Settings:
         seed=node.get("seed"), pruner=str(node.get("pruner") or "none").lower(),
         pruner_options=dict(node.get("pruner_options") or {}), n_trials=_int(node, "n_trials", 20),
         n_jobs=_int(node, "n_jobs", 1), replicates=_int(node, "replicates", 1),
-        base_seed=int(OmegaConf.select(config, SEED_KEY, default=0) or 0),
+        base_seed=int(OmegaConf.select(composed, SEED_KEY, default=0) or 0),
         study_name=node.get("study_name"), storage=node.get("storage"))
     check(settings)
     return settings
@@ -149,11 +149,11 @@ def check(s: Settings) -> None:
 
 
 # -- the search space ----------------------------------------------------------------------------------
-def space_of(config: DictConfig, arguments: Sequence[str]) -> Tuple[Dict[str, Any], List[str]]:
+def space_of(composed: DictConfig, arguments: Sequence[str]) -> Tuple[Dict[str, Any], List[str]]:
     """({key: Optuna distribution}, fixed overrides) from ``hydra.sweeper.params`` and the command line
     (a command-line sweep replaces a key's range, a plain value fixes it)."""
     plain = [o for o in parse(list(arguments)) if not o.is_hydra_override()]
-    space, config_fixed = search_space(config, plain)
+    space, config_fixed = search_space(composed, plain)
     fixed = config_fixed + [o.input_line for o in plain if not o.is_sweep_override()]
     return {key: distribution(key, entry) for key, (_, entry) in space.items()}, fixed
 
@@ -535,10 +535,10 @@ class Monitor:
                      self.metric, value)
 
 
-def check_search(config: DictConfig, arguments: Sequence[str]) -> None:
+def check_search(composed: DictConfig, arguments: Sequence[str]) -> None:
     """Everything :func:`run_search` would refuse, without running or writing anything (the preflight)."""
-    settings = settings_from(config)
-    dists, _ = space_of(config, arguments)
+    settings = settings_from(composed)
+    dists, _ = space_of(composed, arguments)
     if settings.replicates > 1 and SEED_KEY in dists:
         raise ExperimentError(f"hydra.sweeper.replicates={settings.replicates} runs every trial with seeds "
                               f"{SEED_KEY}, +1, ...: do not also search {SEED_KEY}")
@@ -546,11 +546,11 @@ def check_search(config: DictConfig, arguments: Sequence[str]) -> None:
     make_pruner(settings)
 
 
-def run_search(config: DictConfig, arguments: Sequence[str], launch: Launch, run_dir_of: RunDirOf) -> None:
+def run_search(composed: DictConfig, arguments: Sequence[str], launch: Launch, run_dir_of: RunDirOf) -> None:
     """The whole search a (primary) config describes, launching through ``launch``."""
-    settings = settings_from(config)
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    dists, fixed = space_of(config, arguments)
+    settings = settings_from(composed)
+    sweep_dir = Path(str(composed.hydra.sweep.dir))
+    dists, fixed = space_of(composed, arguments)
     if not dists:
         raise ExperimentError("the search space is empty: give hydra.sweeper.params in conf/hparams_search/ or "
                               "e.g. trainer.lr='interval(1e-5,1e-4)' on the command line")

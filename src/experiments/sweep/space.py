@@ -22,18 +22,18 @@ def parse(overrides: List[str]) -> list:
         raise ExperimentError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
 
 
-def choice(cfg: DictConfig, group: str) -> Optional[str]:
+def choice(composed: DictConfig, group: str) -> Optional[str]:
     """The option chosen for a config group (``hydra/sweeper``, ``hparams_search``), if any."""
-    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
+    choices = OmegaConf.select(composed, "hydra.runtime.choices", default=None) or {}
     return choices.get(group)
 
 
-def search_space(cfg: DictConfig, plain: list) -> Tuple[Dict[str, Tuple[str, Any]], List[str]]:
+def search_space(composed: DictConfig, plain: list) -> Tuple[Dict[str, Tuple[str, Any]], List[str]]:
     """({key: (where it is set, parsed override)}, fixed overrides from the config's params), merged as the
     Optuna sweeper merges them: a command-line sweep replaces a key's range, a plain value fixes the key."""
-    node = OmegaConf.select(cfg, "hydra.sweeper.params", default=None)
+    node = OmegaConf.select(composed, "hydra.sweeper.params", default=None)
     params = OmegaConf.to_container(node, resolve=False) if node is not None else {}
-    option = choice(cfg, "hparams_search")
+    option = choice(composed, "hparams_search")
     where = f"hydra.sweeper.params of conf/hparams_search/{option}.yaml" if option else "hydra.sweeper.params"
     space: Dict[str, Tuple[str, Any]] = {}
     fixed: List[str] = []

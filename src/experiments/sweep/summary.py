@@ -20,7 +20,7 @@ import csv
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from experiments import locks
 from experiments.files import atomic_write, write_json
@@ -31,6 +31,9 @@ from experiments.runs import metric_values, read_metrics
 from experiments.sweep import records
 from experiments.sweep.naming import sweep_id
 from experiments.sweep.records import SUMMARY_JSON
+
+if TYPE_CHECKING:  # annotations only
+    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +206,9 @@ def add_verdicts(configs: List[Dict[str, Any]], direction: str) -> None:
         config["vs_best"] = verdict
 
 
-def verdict_text(config: Dict[str, Any]) -> str:
+def verdict_text(entry: Dict[str, Any]) -> str:
     """``best``, ``worse (p=0.003)``, ``tie (not distinguishable) (p=0.41, 12 seeds)`` or '' (fewer than 2 seeds)."""
-    verdict = config.get("vs_best")
+    verdict = entry.get("vs_best")
     if not verdict:
         return ""
     if "p_holm" not in verdict:
@@ -377,11 +380,11 @@ def config_params(summary: Dict[str, Any]) -> List[str]:
     return [key for key in summary["swept"] if key not in SEED_KEYS]
 
 
-def mean_text(config: Dict[str, Any]) -> str:
+def mean_text(entry: Dict[str, Any]) -> str:
     """``0.8133 ± 0.0214`` (mean ± 95 % CI half-width), ``0.8133`` for one value, ``-`` for none."""
-    if config.get("mean") is None:
+    if entry.get("mean") is None:
         return "-"
-    return f"{config['mean']:.4g}" + (f" ± {config['ci95']:.2g}" if config.get("ci95") is not None else "")
+    return f"{entry['mean']:.4g}" + (f" ± {entry['ci95']:.2g}" if entry.get("ci95") is not None else "")
 
 
 def format_configs(summary: Dict[str, Any]) -> str:
@@ -455,15 +458,15 @@ def _pareto_text(summary: Dict[str, Any]) -> str:
     return f"; Pareto front ({goals}): jobs {jobs}"
 
 
-def summarize(config) -> Dict[str, Any]:
+def summarize(composed: DictConfig) -> Dict[str, Any]:
     """Build and write the summary of the sweep a (primary, Hydra) config describes."""
     from omegaconf import OmegaConf
 
     def select(key: str, default: Any = None) -> Any:
-        value = OmegaConf.select(config, key, default=default)
+        value = OmegaConf.select(composed, key, default=default)
         return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
-    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir = Path(str(composed.hydra.sweep.dir))
     return summarize_dir(sweep_dir, objective=select("objective"), metric_for_best=select("trainer.metric_for_best"),
                          sweeper_direction=select("hydra.sweeper.direction"),
                          greater_is_better=bool(select("trainer.greater_is_better", True)),

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import pickle
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only
+    from omegaconf import DictConfig
 
 
 def _portable(ret):
@@ -28,7 +32,7 @@ def _portable(ret):
         return ret
 
 
-def _on_node(config, settings) -> None:
+def _on_node(config: DictConfig, settings) -> None:
     """Merge this node's settings into the job's config; rank > 0 also gets ``rundir.node_settings``."""
     import os
     from pathlib import Path

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
 from hydra.errors import CompactHydraException
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.callbacks import NODE_RANK_ENV  # only node 0 records a job
 from hydra_plugins.experiments_launcher.subprocess_launcher import SweepJobFailed
@@ -348,7 +348,7 @@ class _AccelerateMixin:
         sys.exit(128 + stopped.signum)  # SystemExit: submitit writes no result for this attempt
 
 
-def resume_settings(sweep_config, run_dir: Path) -> Dict[str, Any]:
+def resume_settings(sweep_config: DictConfig, run_dir: Path) -> Dict[str, Any]:
     """A Slurm job running again (requeued after preemption, a time limit or a node failure) continues from
     its newest whole checkpoint in its run dir; with none yet it starts over."""
     from experiments.config.schema import training_backend
@@ -356,7 +356,9 @@ def resume_settings(sweep_config, run_dir: Path) -> Dict[str, Any]:
 
     if not int(os.environ.get("SLURM_RESTART_COUNT") or 0):
         return {}
-    if not has_checkpoint(run_dir, training_backend(sweep_config)):
+    backend = training_backend(str(OmegaConf.select(sweep_config, "tuning.name", default="sft")),
+                               str(OmegaConf.select(sweep_config, "trainer.backend", default="accelerate")))
+    if not has_checkpoint(run_dir, backend):
         log.warning("restart %s of this job: no checkpoint in %s yet, it starts over",
                     os.environ["SLURM_RESTART_COUNT"], run_dir)
         return {}
