@@ -15,15 +15,15 @@ run: .venv/.installed
 TEST_WORKERS ?= auto
 
 test: .venv/.installed
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q --durations=30 -n $(TEST_WORKERS) --dist loadscope
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q --durations=30 -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # The same run under coverage.py: prints the line coverage of src/experiments (slower than `make test`).
 coverage: .venv/.installed
 	$(PY) -m coverage erase
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m coverage run -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m coverage run -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 	$(PY) -m coverage combine -q && $(PY) -m coverage report --format=total && $(PY) -m coverage report | tail -n 1
 
 test-fast: .venv/.installed
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 .PHONY: setup run test test-fast coverage

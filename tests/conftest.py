@@ -32,6 +32,7 @@ if _WORKERS > 1:
 
 from cli_helpers import REPO, SHARED_DATA, run_cli  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
+from scheduling import CACHE_KEY, ModuleClock, order_longest_first  # noqa: E402
 
 # Property-based tests (tests/reliability/test_fuzz_*.py): "ci" (the default) is a fixed, derandomized
 # budget that fits the CI run; `pytest --hypothesis-profile=long tests/reliability` searches far longer.
@@ -39,6 +40,24 @@ _FUZZ = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.
 settings.register_profile("ci", max_examples=100, derandomize=True, **_FUZZ)
 settings.register_profile("long", max_examples=1500, **_FUZZ)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Modules run longest first (tests/scheduling.py): no module starts last and runs alone while the workers idle.
+_CLOCK = ModuleClock()
+
+
+def pytest_collection_modifyitems(config, items):
+    cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
+    order_longest_first(items, cache.get(CACHE_KEY, {}) if cache is not None else {})
+
+
+def pytest_runtest_logreport(report):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller (or a run without xdist) sees every report
+        _CLOCK.add(report)
+
+
+def pytest_sessionfinish(session):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        _CLOCK.save(getattr(session.config, "cache", None))
 
 
 @pytest.fixture(scope="session")
