@@ -40,13 +40,12 @@ from experiments.files import write_json
 from experiments.runs import metric_values, read_metrics, request_stop
 from experiments.sweep import records
 from experiments.sweep.naming import sweep_id
+from experiments.sweep.samplers import PRUNERS, SAMPLERS, grid_of
 from experiments.sweep.space import parse, search_space
 from experiments.sweep.summary import SEED_KEYS, direction_for
 
 log = logging.getLogger(__name__)
 
-SAMPLERS = ("tpe", "random", "grid", "cmaes")
-PRUNERS = ("none", "median", "successive_halving", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
 STUDY_FILE = "optuna_study.json"  # where the study is (read by the report)
 JOURNAL_FILE = "optuna.journal"  # the default storage, inside the sweep dir
@@ -126,17 +125,15 @@ def check(s: Settings) -> None:
     if bad or len(s.directions) != len(s.objectives):
         raise ExperimentError(f"hydra.sweeper.direction={s.directions}: give maximize, minimize or auto, one per "
                               f"objective ({', '.join(s.objectives)})")
-    if s.sampler not in SAMPLERS:
-        raise ExperimentError(f"hydra.sweeper.sampler={s.sampler}: choose one of {', '.join(SAMPLERS)}")
-    if s.pruner not in PRUNERS:
-        raise ExperimentError(f"hydra.sweeper.pruner={s.pruner}: choose one of {', '.join(PRUNERS)}")
+    sampler, pruner = SAMPLERS[s.sampler], PRUNERS[s.pruner]  # an unknown name: one line with the choices
     for key in ("n_trials", "n_jobs", "replicates"):
         if getattr(s, key) < 1:
             raise ExperimentError(f"hydra.sweeper.{key}={getattr(s, key)}: must be at least 1")
-    if s.multi_objective and s.sampler == "cmaes":
-        raise ExperimentError("hydra.sweeper.sampler=cmaes optimises one objective: use tpe or random for "
-                              f"{len(s.objectives)} objectives")
-    if s.pruner != "none":
+    if s.multi_objective and not sampler.traits.multi_objective:
+        several = ", ".join(e.name for e in SAMPLERS if e.traits.multi_objective)
+        raise ExperimentError(f"hydra.sweeper.sampler={s.sampler} optimises one objective: use one of {several} "
+                              f"for {len(s.objectives)} objectives")
+    if pruner.traits.prunes:
         if s.multi_objective:
             raise ExperimentError(f"hydra.sweeper.pruner={s.pruner}: Optuna prunes single-objective studies "
                                   "only; set hydra.sweeper.pruner=none or one objective")
@@ -188,56 +185,22 @@ def override(key: str, value: Any) -> str:
     return f"{key}={value}"
 
 
-def grid_of(dists: Dict[str, Any]) -> Dict[str, List[Any]]:
-    """The grid a grid search walks (categorical and stepped int keys only)."""
-    import optuna.distributions as d
-
-    grid: Dict[str, List[Any]] = {}
-    for key, dist in dists.items():
-        if isinstance(dist, d.CategoricalDistribution):
-            grid[key] = list(dist.choices)
-        elif isinstance(dist, d.IntDistribution) and not dist.log:
-            grid[key] = list(range(dist.low, dist.high + 1, dist.step))
-        else:
-            raise ExperimentError(f"hydra.sweeper.sampler=grid needs listed values: {key} is an interval; "
-                                  f"give it as choice(...) or range(...)")
-    return grid
-
-
 # -- Optuna objects ------------------------------------------------------------------------------------
-# Our defaults where Optuna's suit long studies better than the short ones of a fine-tuning search.
-_SAMPLER_DEFAULTS = {"tpe": {"n_startup_trials": 5}}
-_PRUNER_DEFAULTS = {"median": {"n_startup_trials": 2}, "hyperband": {"min_resource": 1}}
-
-
 def make_sampler(s: Settings, dists: Dict[str, Any], trials_before: int = 0):
     """The sampler, seeded with ``hydra.sweeper.seed`` (default ``trainer.seed``) plus the number of trials the
     study already has: a resumed study draws new points instead of repeating its first ones."""
-    import optuna
-
+    entry = SAMPLERS[s.sampler]
     seed = (s.seed if s.seed is not None else s.base_seed) + trials_before
-    options = {**_SAMPLER_DEFAULTS.get(s.sampler, {}), **s.sampler_options}
     try:
-        if s.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, **options)
-        if s.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=seed, **options)
-        if s.sampler == "grid":
-            return optuna.samplers.GridSampler(grid_of(dists), seed=seed, **options)
-        return optuna.samplers.CmaEsSampler(seed=seed, **options)
+        return entry.build(seed, dists, entry.options(s.sampler_options))
     except TypeError as exc:
         raise ExperimentError(f"hydra.sweeper.sampler_options for {s.sampler}: {exc}") from None
 
 
 def make_pruner(s: Settings):
-    import optuna
-
-    options = {**_PRUNER_DEFAULTS.get(s.pruner, {}), **s.pruner_options}
-    classes = {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
-               "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-               "hyperband": optuna.pruners.HyperbandPruner}
+    entry = PRUNERS[s.pruner]
     try:
-        return classes[s.pruner](**options)
+        return entry.build(entry.options(s.pruner_options))
     except TypeError as exc:
         raise ExperimentError(f"hydra.sweeper.pruner_options for {s.pruner}: {exc}") from None
 
@@ -317,7 +280,7 @@ class Search:
         self.n_trials = self._cap(settings.n_trials)
 
     def _cap(self, n_trials: int) -> int:
-        if self.s.sampler != "grid":
+        if not SAMPLERS[self.s.sampler].traits.exhaustive:
             return n_trials
         size = math.prod(len(v) for v in grid_of(self.dists).values())
         if size < n_trials:
@@ -406,7 +369,7 @@ class Search:
             pending.trial.set_user_attr("jobs", [[j.num, j.overrides, records.relative_run_dir(j.run_dir,
                                                                                             self.sweep_dir)]
                                                  for j in pending.jobs])
-        monitor = Monitor(batch, self.s, self.poll_s) if self.s.pruner != "none" else None
+        monitor = Monitor(batch, self.s, self.poll_s) if PRUNERS[self.s.pruner].traits.prunes else None
         if monitor:
             monitor.start()
         try:
