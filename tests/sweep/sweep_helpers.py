@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[2]
 # One optimizer step on 16 rows, no saved model, no checkpoint (conf/debug/tiny.yaml).
@@ -16,10 +16,11 @@ GRID = ["trainer.lr=1e-5,3e-5", "trainer.per_device_batch_size=8,16"]
 _CACHE: Dict[str, Tuple[Path, subprocess.CompletedProcess]] = {}
 
 
-def run_sweep(args: List[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python run.py -m <args>`` from ``cwd`` (offline), as a user types it."""
+def run_sweep(args: List[str], cwd: Path, timeout: int = 600,
+              env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """``python run.py -m <args>`` from ``cwd`` (offline), as a user types it (``env``: more variables)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="offline", WANDB_SILENT="true",
-               TOKENIZERS_PARALLELISM="false")
+               TOKENIZERS_PARALLELISM="false", **(env or {}))
     env.pop("WANDB_API_KEY", None)
     cmd = [sys.executable, str(REPO / "run.py"), "-m", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -358,3 +358,34 @@ def test_a_grid_sweep_into_a_finished_sweeps_folder_is_refused_and_resumed_on_re
         f"hydra.sweep.dir={sweep_dir} already holds a sweep (jobs 0-2, 5); add hydra.launcher.resume=true to "
         "continue it, or choose a new hydra.sweep.dir")
     preflight.check_sweep([*overrides, "hydra.launcher.resume=true"])
+
+
+# -- the launcher and the sweeper are plugins Hydra will load -----------------------------------------------------
+def _with_targets(launcher, sweeper="hydra._internal.core_plugins.basic_sweeper.BasicSweeper"):
+    return OmegaConf.create({"hydra": {"launcher": {"_target_": launcher}, "sweeper": {"_target_": sweeper},
+                                       "runtime": {"choices": {"hydra/launcher": "mine", "hydra/sweeper": "basic"}}}})
+
+
+@pytest.mark.parametrize("launcher", ["hydra_plugins.experiments_launcher.subprocess_launcher.SubprocessLauncher",
+                                      "hydra_plugins.experiments_launcher.ray_launcher.RayLauncher",
+                                      "hydra._internal.core_plugins.basic_launcher.BasicLauncher"])
+def test_the_shipped_launchers_are_plugins_hydra_loads(launcher):
+    preflight.check_plugins(_with_targets(launcher))
+
+
+@given(st.from_regex(r"[a-z_]{1,10}(\.[a-z_]{1,10}){0,2}\.[A-Z][A-Za-z]{0,10}", fullmatch=True))
+def test_a_plugin_outside_hydra_plugins_or_unknown_there_is_one_line(target):
+    for launcher in (target, f"hydra_plugins.{target}"):
+        if launcher.startswith(("hydra_plugins.experiments_", "hydra._internal.")):
+            continue
+        with pytest.raises(ExperimentError) as caught:
+            preflight.check_plugins(_with_targets(launcher))
+        message = one_line_refusal(caught.value)
+        assert message.startswith("hydra/launcher=mine: ") and launcher in message
+        assert ("outside the hydra_plugins package" in message) == (not launcher.startswith("hydra_plugins."))
+
+
+def test_a_config_that_names_no_plugin_class_is_one_line():
+    with pytest.raises(ExperimentError) as caught:
+        preflight.check_plugins(_with_targets(None))
+    assert "names no hydra.launcher._target_" in one_line_refusal(caught.value)

@@ -51,6 +51,7 @@ def check_sweep(overrides: List[str], lock: bool = False) -> None:
             _refuse_dotted_param(override, override.value(), fixed)
 
     cfg = compose_full([o.input_line for o in parsed if not o.is_sweep_override()])
+    check_plugins(cfg)
     if choice(cfg, "hydra/sweeper") not in (None, "basic"):
         check_search_space(cfg, plain)
     if choice(cfg, "hydra/sweeper") == "optuna":
@@ -58,6 +59,35 @@ def check_sweep(overrides: List[str], lock: bool = False) -> None:
     if lock:
         lock_sweep_dir(cfg)
     check_sweep_dir(cfg)
+
+
+# -- the launcher and the sweeper ----------------------------------------------------------------------------
+PLUGIN_GROUPS = {"hydra.launcher": "hydra/launcher", "hydra.sweeper": "hydra/sweeper"}
+
+
+def check_plugins(composed: DictConfig) -> None:
+    """The launcher and the sweeper the sweep names are plugins Hydra will load: Hydra takes a plugin only from
+    the ``hydra_plugins`` namespace package (a launcher of one's own is a module there plus its YAML,
+    docs/architecture.md) and stops with a traceback otherwise. Asked of Hydra's own plugin registry."""
+    from hydra.core.plugins import Plugins
+
+    for key, group in PLUGIN_GROUPS.items():
+        target = OmegaConf.select(composed, f"{key}._target_", default=None)
+        chosen = f"{group}={choice(composed, group)}"
+        if not target:
+            raise ExperimentError(f"{chosen}: its config names no {key}._target_ (the plugin class to run)")
+        if not Plugins.is_in_toplevel_plugins_module(str(target)):
+            raise ExperimentError(f"{chosen}: {key}._target_={target} is outside the hydra_plugins package, and "
+                                  f"Hydra loads plugins only from there: put the module in a hydra_plugins/ folder "
+                                  f"on the Python path (no __init__.py in it) and name it hydra_plugins.<module>.<class>")
+        try:
+            found = str(target) in Plugins.instance().class_name_to_class
+        except Exception as exc:  # a plugin module that fails to import (Hydra imports every one)
+            raise ExperimentError(f"{chosen}: the hydra_plugins modules could not all be imported "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        if not found:
+            raise ExperimentError(f"{chosen}: {key}._target_={target}: no such plugin class in the hydra_plugins "
+                                  f"packages on the Python path (check the module and class names)")
 
 
 # -- the search space --------------------------------------------------------------------------------
